@@ -1,0 +1,197 @@
+"""Submissions: score predictions on the test split and release the Ladder figure of the public half.
+
+The hot path: parse the body with pydantic's JSON parser, put the probabilities in canonical order,
+score both halves with numpy against arrays cached in memory, then one write transaction that
+checks the budget, stores the submission (predictions as one float64 blob), moves the Ladder and
+appends the audit entry.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from fastapi import APIRouter, Request
+from sqlalchemy import func, insert, select, update
+from starlette.concurrency import run_in_threadpool
+
+from aar.server.audit import AUDIT, audit_values
+from aar.server.auth import AgentUser, AnyUser, Principal
+from aar.server.deps import PathId, body_doc, ctx, json_body, json_response, page_bounds
+from aar.server.errors import ApiError
+from aar.server.models import Agent, Artifact, Ladder, Submission
+from aar.server.routers.meta import limits_of
+from aar.server.schemas import Page, PublicScore, SubmissionIn, SubmissionReceipt, SubmissionView
+from aar.server.scoring import budget_status, canonical_probs, check_budget, default_margin, ladder_step
+from aar.server.vault import TestbedArrays
+from aar.w2s.metrics import pgr
+
+router = APIRouter(prefix="/v1/submissions", tags=["submissions"])
+AGENTS, ARTIFACTS, LADDER, SUBS = (m.__table__ for m in (Agent, Artifact, Ladder, Submission))
+
+
+def _record(
+    c, request: Request, who: Principal, sub: SubmissionIn, arrays: TestbedArrays, probs: np.ndarray
+) -> SubmissionReceipt:
+    acc_pub, acc_priv = arrays.half_accuracy(probs)
+    pgr_pub, pgr_priv = arrays.half_pgr(acc_pub, acc_priv)
+    margin = c.settings.ladder_margin or default_margin(int(arrays.public.sum()))
+    now = time.time()
+    with c.db.write_engine.begin() as conn:
+        agent = conn.execute(select(AGENTS).where(AGENTS.c.id == who.agent_id).with_for_update()).one()
+        if agent.revoked_at is not None:
+            raise ApiError(401, "revoked_token", "this token has been revoked")
+        status = budget_status(conn, agent.id, agent.n_submissions, limits_of(c.settings, agent), now)
+        check_budget(status, now)
+        if (
+            conn.execute(select(ARTIFACTS.c.sha256).where(ARTIFACTS.c.sha256 == sub.artifact_sha256)).first()
+            is None
+        ):
+            raise ApiError(
+                404, "unknown_artifact", "artifact_sha256 names no stored artifact; upload the code first"
+            )
+        lad = conn.execute(
+            select(LADDER.c.best_acc, LADDER.c.n_updates).where(
+                LADDER.c.agent_id == agent.id, LADDER.c.testbed_id == sub.testbed_id
+            )
+        ).first()
+        released, improved = ladder_step(None if lad is None else lad.best_acc, acc_pub, margin)
+        released_pgr = pgr(released, arrays.weak[0], arrays.ceiling[0])
+        sid = conn.execute(
+            insert(SUBS).values(
+                agent_id=agent.id,
+                testbed_id=sub.testbed_id,
+                artifact_sha256=sub.artifact_sha256,
+                method=sub.method,
+                description=sub.description,
+                seed=sub.seed,
+                created_at=now,
+                predictions=probs.astype("<f8").tobytes(),
+                public_acc=acc_pub,
+                private_acc=acc_priv,
+                public_pgr=pgr_pub,
+                private_pgr=pgr_priv,
+                released_acc=released,
+                released_pgr=released_pgr,
+                improved=improved,
+            )
+        ).inserted_primary_key[0]
+        if improved and lad is None:
+            conn.execute(
+                insert(LADDER).values(
+                    agent_id=agent.id,
+                    testbed_id=sub.testbed_id,
+                    best_acc=released,
+                    best_submission_id=sid,
+                    n_updates=1,
+                )
+            )
+        elif improved:
+            conn.execute(
+                update(LADDER)
+                .where(LADDER.c.agent_id == agent.id, LADDER.c.testbed_id == sub.testbed_id)
+                .values(best_acc=released, best_submission_id=sid, n_updates=lad.n_updates + 1)
+            )
+        conn.execute(
+            update(AGENTS).where(AGENTS.c.id == agent.id).values(n_submissions=agent.n_submissions + 1)
+        )
+        request.state.outcome = f"submission {sid}"
+        conn.execute(insert(AUDIT).values(**audit_values(request.scope, 201, f"submission {sid}")))
+    request.state.audited = True
+    status = status.model_copy(
+        update={
+            "used_last_hour": status.used_last_hour + 1,
+            "used_total": status.used_total + 1,
+            "hour_resets_at": status.hour_resets_at or now + 3600.0,
+        }
+    )
+    return SubmissionReceipt(
+        id=sid,
+        testbed_id=sub.testbed_id,
+        method=sub.method,
+        created_at=now,
+        public=PublicScore(accuracy=released, pgr=released_pgr, improved=improved, margin=margin),
+        budget=status,
+    )
+
+
+@router.post("", status_code=201, response_model=SubmissionReceipt, openapi_extra=body_doc(SubmissionIn))
+async def submit(request: Request, who: AgentUser):
+    """Score a prediction set on the test split; returns only the Ladder-released public figure."""
+    c = ctx(request)
+    sub = await json_body(request, SubmissionIn)
+    arrays = c.vault.get(sub.testbed_id)
+    probs = canonical_probs(arrays, sub)
+    receipt = await run_in_threadpool(_record, c, request, who, sub, arrays, probs)
+    return json_response(receipt, 201)
+
+
+def view(row, agent: str) -> SubmissionView:
+    """What agents may see of a submission."""
+    return SubmissionView(
+        id=row.id,
+        agent=agent,
+        testbed_id=row.testbed_id,
+        method=row.method,
+        description=row.description,
+        seed=row.seed,
+        artifact_sha256=row.artifact_sha256,
+        created_at=row.created_at,
+        released_accuracy=row.released_acc,
+        released_pgr=row.released_pgr,
+        improved=row.improved,
+    )
+
+
+VIEW_COLS = (
+    SUBS.c.id,
+    SUBS.c.testbed_id,
+    SUBS.c.method,
+    SUBS.c.description,
+    SUBS.c.seed,
+    SUBS.c.artifact_sha256,
+    SUBS.c.created_at,
+    SUBS.c.released_acc,
+    SUBS.c.released_pgr,
+    SUBS.c.improved,
+    AGENTS.c.name,
+)
+
+
+@router.get("", response_model=Page[SubmissionView])
+def my_submissions(
+    request: Request, who: AgentUser, testbed_id: str | None = None, limit: int = 50, offset: int = 0
+):
+    """The caller's own submissions, newest first."""
+    limit, offset = page_bounds(limit, offset)
+    cond = [SUBS.c.agent_id == who.agent_id]
+    if testbed_id is not None:
+        cond.append(SUBS.c.testbed_id == testbed_id)
+    with ctx(request).db.read() as s:
+        total = s.scalar(select(func.count()).select_from(SUBS).where(*cond))
+        rows = s.execute(
+            select(*VIEW_COLS)
+            .join(AGENTS, AGENTS.c.id == SUBS.c.agent_id)
+            .where(*cond)
+            .order_by(SUBS.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        ).all()
+    nxt = offset + limit if offset + limit < total else None
+    return json_response(
+        Page[SubmissionView](
+            items=[view(r, r.name) for r in rows], total=total, offset=offset, limit=limit, next_offset=nxt
+        )
+    )
+
+
+@router.get("/{submission_id}", response_model=SubmissionView)
+def get_submission(submission_id: PathId, request: Request, who: AnyUser):
+    """One submission: its released figure, method, description and code (any caller)."""
+    with ctx(request).db.read() as s:
+        row = s.execute(
+            select(*VIEW_COLS).join(AGENTS, AGENTS.c.id == SUBS.c.agent_id).where(SUBS.c.id == submission_id)
+        ).first()
+    if row is None:
+        raise ApiError(404, "unknown_submission", f"no submission {submission_id}")
+    return json_response(view(row, row.name))
