@@ -44,8 +44,8 @@ def serve(
     db_url: str | None = typer.Option(None, help="SQLAlchemy URL (default: SQLite in the data dir)."),
     admin_token: str | None = typer.Option(None, envvar="AAR_ADMIN_TOKEN", help="Admin token."),
     workers: int = typer.Option(1, help="uvicorn worker processes."),
-    budget_per_hour: int | None = typer.Option(60, help="Default submissions per agent per hour."),
-    budget_total: int | None = typer.Option(1000, help="Default submissions per agent in total."),
+    budget_per_hour: int = typer.Option(60, help="Default submissions per agent per hour (-1: unlimited)."),
+    budget_total: int = typer.Option(1000, help="Default submissions per agent in total (-1: unlimited)."),
     ladder_margin: float | None = typer.Option(None, help="Ladder margin (default 1/sqrt(n_public))."),
 ) -> None:
     """Start the scoring server (HTTP over TCP or a Unix domain socket)."""
@@ -61,14 +61,22 @@ def serve(
     token, generated = resolve_token(ddir, admin_token)
     if generated:
         typer.echo(f"admin token (shown once, stored in {ddir / 'admin_token'}): {token}")
-    settings = Settings(data_dir=ddir, db_url=db_url, admin_token=token, budget_per_hour=budget_per_hour,
-                        budget_total=budget_total, ladder_margin=ladder_margin, auto_migrate=False)
+    settings = Settings(
+        data_dir=ddir,
+        db_url=db_url,
+        admin_token=token,
+        budget_per_hour=None if budget_per_hour < 0 else budget_per_hour,
+        budget_total=None if budget_total < 0 else budget_total,
+        ladder_margin=ladder_margin,
+        auto_migrate=False,
+    )
     migrate(settings.database_url())
     listen = {"uds": uds} if uds else {"host": host, "port": port}
     if workers > 1:
         os.environ.update(settings.to_env())
-        uvicorn.run("aar.server.app:app_from_env", factory=True, workers=workers, log_level="warning",
-                    **listen)
+        uvicorn.run(
+            "aar.server.app:app_from_env", factory=True, workers=workers, log_level="warning", **listen
+        )
     else:
         from aar.server.app import create_app
 

@@ -11,7 +11,6 @@ import json
 import logging
 import time
 
-from sqlalchemy import insert
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,10 +36,16 @@ def audit_values(scope: Scope, status: int, outcome: str) -> dict:
     }
 
 
+SQL_AUDIT = (
+    "INSERT INTO audit_log (at, actor, method, path, status, outcome, client) "
+    "VALUES (:at, :actor, :method, :path, :status, :outcome, :client)"
+)
+
+
 def write_audit(db: Database, values: dict) -> None:
     """Insert one audit entry in its own transaction."""
-    with db.write_engine.begin() as conn:
-        conn.execute(insert(AUDIT).values(**values))
+    with db.write_conn() as conn:
+        conn.exec_driver_sql(db.sql(SQL_AUDIT), values)
 
 
 async def _reply(send: Send, status: int, body: dict) -> None:

@@ -9,14 +9,53 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
-from sqlalchemy import select
 
 from aar.server.errors import ApiError
-from aar.server.models import Agent
+
+SQL_TOKEN = "SELECT id, name, revoked_at FROM agents WHERE token_sha256 = :digest"
+
+
+class TokenCache:
+    """Valid agent tokens seen in the last ``ttl`` seconds (by hash), so reads skip a query.
+
+    Revocation clears the entry in the revoking process at once; other worker processes stop
+    accepting the token for reads within ``ttl``, and submissions re-check it in their transaction.
+    """
+
+    def __init__(self, ttl: float = 2.0) -> None:
+        """An empty cache."""
+        self.ttl = ttl
+        self._rows: dict[str, tuple[float, object]] = {}
+
+    def get(self, digest: str):
+        """The cached row for a token hash, or None."""
+        hit = self._rows.get(digest)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, digest: str, row: object) -> None:
+        """Remember a valid token's row."""
+        if len(self._rows) > 10_000:
+            self._rows.clear()
+        self._rows[digest] = (time.monotonic() + self.ttl, row)
+
+    def clear(self) -> None:
+        """Forget everything (after a revocation)."""
+        self._rows.clear()
+
+
+_CACHE = TokenCache()
+
+
+def forget_tokens() -> None:
+    """Drop cached tokens (called when a token is revoked)."""
+    _CACHE.clear()
 
 
 @dataclass(frozen=True)
@@ -60,10 +99,13 @@ def resolve(request: Request, token: str) -> Principal:
         principal = Principal("admin", "admin")
     else:
         digest = token_hash(token)
-        with ctx.db.read() as s:
-            row = s.execute(
-                select(Agent.id, Agent.name, Agent.revoked_at).where(Agent.token_sha256 == digest)
-            ).first()
+        row = _CACHE.get(digest)
+        if row is None:
+            with ctx.db.engine.connect() as conn:
+                row = conn.exec_driver_sql(ctx.db.sql(SQL_TOKEN), {"digest": digest}).first()
+                conn.rollback()
+            if row is not None and row.revoked_at is None:
+                _CACHE.put(digest, row)
         if row is None or row.revoked_at is not None:
             request.state.actor = f"invalid:{digest[:12]}"
             raise ApiError(

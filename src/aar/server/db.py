@@ -8,6 +8,9 @@ atomicity comes from locking the agent's row (``SELECT ... FOR UPDATE``).
 
 from __future__ import annotations
 
+import fcntl
+import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_NAMED = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 
 
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
@@ -47,9 +51,15 @@ class Database:
         """Create the engines (no connection is opened yet)."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._thread_lock = threading.Lock()
+        self._sql_cache: dict[str, str] = {}
+        self._lock_file = None
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, immediate=False)
             self.write_engine = _sqlite_engine(url, immediate=True)
+            path = url.split("///", 1)[1] if "///" in url else ""
+            if path and path != ":memory:":
+                self._lock_file = open(path + ".writelock", "a+b")  # noqa: SIM115 - lives with the engine
         else:
             self.engine = create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
             self.write_engine = self.engine
@@ -61,16 +71,54 @@ class Database:
             yield s
 
     @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Serialise SQLite writers: a thread lock, then an flock shared by all worker processes.
+
+        Waiting writers wake as soon as the lock is free, instead of polling through SQLite's busy
+        handler (which sleeps up to 100 ms per try). A no-op on PostgreSQL.
+        """
+        if not self.is_sqlite:
+            yield
+            return
+        with self._thread_lock:
+            if self._lock_file is None:
+                yield
+                return
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+
+    @contextmanager
     def write(self) -> Iterator[Session]:
         """A session in a write transaction, committed on success and rolled back on error."""
-        with Session(self.write_engine, expire_on_commit=False) as s, s.begin():
+        with self.write_lock(), Session(self.write_engine, expire_on_commit=False) as s, s.begin():
             yield s
+
+    @contextmanager
+    def write_conn(self) -> Iterator[Connection]:
+        """A Core connection in a write transaction, committed on success and rolled back on error."""
+        with self.write_lock(), self.write_engine.begin() as conn:
+            yield conn
+
+    def sql(self, statement: str) -> str:
+        """Hand-written SQL with ``:name`` parameters in this driver's style (for hot paths that skip
+        SQLAlchemy's statement compilation); run it with ``conn.exec_driver_sql(sql, params)``."""
+        cached = self._sql_cache.get(statement)
+        if cached is None:
+            cached = statement if self.is_sqlite else _NAMED.sub(r"%(\1)s", statement.replace("%", "%%"))
+            self._sql_cache[statement] = cached
+        return cached
 
     def dispose(self) -> None:
         """Close all pooled connections."""
         self.engine.dispose()
         if self.write_engine is not self.engine:
             self.write_engine.dispose()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
 
 def alembic_config(url: str):

@@ -9,21 +9,28 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from aar.server.auth import new_token, token_hash
+from aar.server.auth import forget_tokens, new_token, token_hash
 from aar.server.db import Database
 from aar.server.errors import ApiError
 from aar.server.models import Agent
 
 
-def create_agent(db: Database, name: str, budget_per_hour: int | None = None,
-                 budget_total: int | None = None) -> tuple[Agent, str]:
+def create_agent(
+    db: Database, name: str, budget_per_hour: int | None = None, budget_total: int | None = None
+) -> tuple[Agent, str]:
     """Create an agent; returns the row and its token (which is stored only as a hash)."""
     token = new_token()
     with db.write() as s:
         if s.scalar(select(Agent.id).where(Agent.name == name)) is not None:
             raise ApiError(409, "agent_exists", f"an agent named {name!r} exists")
-        agent = Agent(name=name, token_sha256=token_hash(token), created_at=time.time(),
-                      budget_per_hour=budget_per_hour, budget_total=budget_total, n_submissions=0)
+        agent = Agent(
+            name=name,
+            token_sha256=token_hash(token),
+            created_at=time.time(),
+            budget_per_hour=budget_per_hour,
+            budget_total=budget_total,
+            n_submissions=0,
+        )
         s.add(agent)
         s.flush()
     return agent, token
@@ -37,6 +44,7 @@ def revoke_agent(db: Database, name: str) -> Agent:
             raise ApiError(404, "unknown_agent", f"no agent named {name!r}")
         if agent.revoked_at is None:
             agent.revoked_at = time.time()
+    forget_tokens()
     return agent
 
 

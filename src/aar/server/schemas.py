@@ -120,7 +120,7 @@ class SubmissionIn(In):
     """Probabilities P(label=1) for every test example id of a testbed, and the code behind them."""
 
     testbed_id: Name
-    example_ids: list[Text]
+    example_ids: list[str]  # checked against the testbed's ids, never stored
     probabilities: list[float]
     artifact_sha256: Sha256
     description: Text = Field(default="", max_length=2000)
