@@ -1,0 +1,341 @@
+"""Launching sandboxed commands, watching them, killing runaways, and auditing every run.
+
+Audit events (plain dicts handed to the ``audit`` callback, all with ``event``, ``run_id``,
+``label`` and ``ts``):
+
+* ``sandbox.start``  argv, uid, workspace, readonly paths, socket, limits, unsafe flag;
+* ``sandbox.unsafe`` the run has NO isolation (explicit unsafe flag);
+* ``sandbox.limit``  a budget was exceeded: reason, measured value, limit; the tree is killed;
+* ``sandbox.exit``   returncode, killed_reason, wall/CPU time, peaks, disk growth, stderr tail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from typing import IO
+
+from aar.sandbox import bwrap as bw
+from aar.sandbox.limits import Limits, rlimits_for
+from aar.sandbox.proctree import TreeSample, kill_tree, sample_tree
+from aar.sandbox.spec import SandboxResult, SandboxSpec, SandboxUnavailable, resolve
+from aar.sandbox.workspace import disk_usage_bytes
+
+log = logging.getLogger("aar.sandbox")
+AuditFn = Callable[[dict], None]
+SIGXCPU_EXIT = 128 + 24
+
+
+def _emit(audit: AuditFn | None, record: dict) -> None:
+    record.setdefault("ts", time.time())
+    if audit is None:
+        log.info("audit %s", record)
+        return
+    try:
+        audit(record)
+    except Exception:  # an audit sink failing must not leave a sandbox unsupervised
+        log.exception("sandbox audit callback failed for %s", record.get("event"))
+
+
+def _nproc_of_uid(uid: int) -> int:
+    """Tasks currently owned by ``uid`` (only needed when sandboxes share the user's uid)."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid == uid:
+                count += len(os.listdir(f"/proc/{entry}/task"))
+        except OSError:
+            continue
+    return count
+
+
+class SandboxProcess:
+    """Handle on a running sandbox: poll, wait, kill (whole tree), final result.
+
+    A watchdog thread samples the tree every ``limits.poll_seconds`` and kills it when a budget
+    is exceeded. Create it with :func:`popen_sandboxed`. Note: bubblewrap's ``--die-with-parent``
+    ties the sandbox to the *thread* that launched it; launch long-lived agents from a thread
+    that outlives them (e.g. the main thread).
+    """
+
+    def __init__(self, popen: subprocess.Popen, spec: SandboxSpec, argv: Sequence[str], run_id: str,
+                 label: str, audit: AuditFn | None, unsafe: bool) -> None:
+        self.popen = popen
+        self.spec = spec
+        self.argv = tuple(argv)
+        self.run_id = run_id
+        self.label = label
+        self.unsafe = unsafe
+        self._audit = audit
+        self._started = time.monotonic()
+        self._ended: float | None = None
+        self._lock = threading.Lock()
+        self.killed_reason: str | None = None
+        self.cpu_seconds = 0.0
+        self.peak_memory_mb = 0.0
+        self.peak_tasks = 0
+        self._workspace = resolve(spec.workspace)
+        self._disk_start = disk_usage_bytes(self._workspace)
+        self.disk_growth_bytes = 0
+        self._watchdog = threading.Thread(target=self._watch, name=f"sandbox-{run_id}", daemon=True)
+        self._watchdog.start()
+
+    # -- public API ---------------------------------------------------------------------------
+    @property
+    def pid(self) -> int:
+        """Host pid of the outer launcher (killing it kills the whole sandbox)."""
+        return self.popen.pid
+
+    @property
+    def stdin(self) -> IO[bytes] | None:
+        return self.popen.stdin
+
+    @property
+    def stdout(self) -> IO[bytes] | None:
+        return self.popen.stdout
+
+    @property
+    def stderr(self) -> IO[bytes] | None:
+        return self.popen.stderr
+
+    def poll(self) -> int | None:
+        """Return code if finished, else ``None``."""
+        return self.popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the end (the watchdog enforces the wall clock); return the return code."""
+        code = self.popen.wait(timeout)
+        self._watchdog.join()
+        return code
+
+    def kill(self, reason: str = "killed") -> None:
+        """Kill the whole sandbox tree now; ``reason`` becomes ``killed_reason``."""
+        with self._lock:
+            if self.killed_reason is None and self.popen.poll() is None:
+                self.killed_reason = reason
+        kill_tree(self.popen.pid)
+
+    @property
+    def wall_seconds(self) -> float:
+        end = self._ended if self._ended is not None else time.monotonic()
+        return end - self._started
+
+    # -- watchdog -----------------------------------------------------------------------------
+    def _breach(self, reason: str, value: float, limit: float, sample: TreeSample | None) -> None:
+        with self._lock:
+            if self.killed_reason is not None:
+                return
+            self.killed_reason = reason
+        kill_tree(self.popen.pid, sample.pids if sample else None)
+        _emit(self._audit, {"event": "sandbox.limit", "run_id": self.run_id, "label": self.label,
+                            "reason": reason, "value": round(value, 3), "limit": limit,
+                            "argv": list(self.argv)})
+
+    def _watch(self) -> None:
+        limits: Limits = self.spec.limits
+        disk_limit = limits.disk_mb * 2**20
+        last_scan = time.monotonic()
+        written_at_scan = 0
+        while self.popen.poll() is None:
+            sample = sample_tree(self.popen.pid)
+            self.cpu_seconds = max(self.cpu_seconds, sample.cpu_seconds)
+            self.peak_memory_mb = max(self.peak_memory_mb, sample.rss_mb)
+            self.peak_tasks = max(self.peak_tasks, sample.tasks)
+            now = time.monotonic()
+            if now - self._started > limits.wall_seconds:
+                self._breach("wall", now - self._started, limits.wall_seconds, sample)
+            elif sample.cpu_seconds > limits.cpu_seconds:
+                self._breach("cpu", sample.cpu_seconds, limits.cpu_seconds, sample)
+            elif sample.rss_mb > limits.memory_mb:
+                self._breach("memory", sample.rss_mb, limits.memory_mb, sample)
+            elif sample.tasks >= limits.max_processes:
+                self._breach("processes", sample.tasks, limits.max_processes, sample)
+            else:
+                # Full scans are periodic, or immediate once the bytes written since the last
+                # scan could have taken the workspace past its budget.
+                maybe_over = self.disk_growth_bytes + (sample.written_bytes - written_at_scan) > disk_limit
+                if maybe_over or now - last_scan >= limits.disk_poll_seconds:
+                    growth = disk_usage_bytes(self._workspace) - self._disk_start
+                    self.disk_growth_bytes = max(self.disk_growth_bytes, growth)
+                    last_scan, written_at_scan = time.monotonic(), sample.written_bytes
+                    if growth > disk_limit:
+                        self._breach("disk", growth / 2**20, limits.disk_mb, sample)
+            if self.killed_reason is not None:
+                break
+            time.sleep(limits.poll_seconds)
+        try:
+            self.popen.wait()
+        finally:
+            self._ended = time.monotonic()
+        growth = disk_usage_bytes(self._workspace) - self._disk_start
+        self.disk_growth_bytes = max(self.disk_growth_bytes, growth)
+        if self.killed_reason is None and self.popen.returncode == SIGXCPU_EXIT:
+            self.killed_reason = "cpu"  # the per-process RLIMIT_CPU backstop fired first
+
+    def result(self, stdout: bytes = b"", stderr: bytes = b"", *, stdout_truncated: bool = False,
+               stderr_truncated: bool = False) -> SandboxResult:
+        """Build the final :class:`SandboxResult` (after :meth:`wait`) and emit ``sandbox.exit``."""
+        self.wait()
+        res = SandboxResult(
+            run_id=self.run_id, argv=self.argv, returncode=self.popen.returncode,
+            stdout=stdout.decode("utf-8", "replace"), stderr=stderr.decode("utf-8", "replace"),
+            killed_reason=self.killed_reason, wall_seconds=self.wall_seconds, cpu_seconds=self.cpu_seconds,
+            peak_memory_mb=self.peak_memory_mb, peak_tasks=self.peak_tasks,
+            disk_growth_mb=self.disk_growth_bytes / 2**20, unsafe=self.unsafe,
+            stdout_truncated=stdout_truncated, stderr_truncated=stderr_truncated,
+        )
+        _emit(self._audit, {
+            "event": "sandbox.exit", "run_id": self.run_id, "label": self.label, "argv": list(self.argv),
+            "returncode": res.returncode, "killed_reason": res.killed_reason,
+            "wall_seconds": round(res.wall_seconds, 3), "cpu_seconds": round(res.cpu_seconds, 3),
+            "peak_memory_mb": round(res.peak_memory_mb, 1), "peak_tasks": res.peak_tasks,
+            "disk_growth_mb": round(res.disk_growth_mb, 3), "unsafe": res.unsafe,
+            "stdout_tail": res.stdout[-2000:], "stderr_tail": res.stderr[-2000:],
+        })
+        return res
+
+
+def _launch(plan: dict, *, stdin, stdout, stderr) -> subprocess.Popen:
+    """Start ``_enter.py`` with the plan on an inherited memfd, in a new session, with no env."""
+    plan_fd = os.memfd_create("aar-sandbox-plan", 0)
+    try:
+        os.write(plan_fd, json.dumps(plan).encode())
+        os.lseek(plan_fd, 0, os.SEEK_SET)
+        return subprocess.Popen(
+            [resolve(sys.executable), "-I", "-S", bw.ENTER_SCRIPT, str(plan_fd)],
+            stdin=stdin, stdout=stdout, stderr=stderr, env={}, pass_fds=(plan_fd,),
+            start_new_session=True, close_fds=True, cwd="/",
+        )
+    finally:
+        os.close(plan_fd)
+
+
+def popen_sandboxed(
+    cmd: Sequence[str],
+    spec: SandboxSpec,
+    *,
+    stdin=subprocess.DEVNULL,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    audit: AuditFn | None = None,
+    label: str = "",
+    allow_unsafe: bool = False,
+) -> SandboxProcess:
+    """Start ``cmd`` in a sandbox and return a handle the caller can poll, wait on or kill.
+
+    ``stdin``/``stdout``/``stderr`` are as for :class:`subprocess.Popen`. Raises
+    :class:`SandboxUnavailable` when bubblewrap cannot run here, unless ``allow_unsafe`` is set,
+    in which case the command runs WITHOUT isolation (only rlimits, a clean environment and the
+    watchdog), a warning is logged and a ``sandbox.unsafe`` audit event is emitted.
+    """
+    if not cmd:
+        raise ValueError("empty command")
+    support = bw.check_bubblewrap(spec.uid)
+    run_id = uuid.uuid4().hex[:12]
+    unsafe = not support.available
+    if unsafe and not allow_unsafe:
+        raise SandboxUnavailable(support.banner() + " Pass the explicit unsafe flag to run anyway.")
+    common = {"run_id": run_id, "label": label, "argv": list(cmd)}
+    _emit(audit, {"event": "sandbox.start", **common, "uid": spec.uid, "workspace": resolve(spec.workspace),
+                  "readonly": [resolve(p) for p in spec.readonly],
+                  "server_socket": resolve(spec.server_socket) if spec.server_socket else None,
+                  "env_keys": sorted(spec.env), "limits": spec.limits.as_dict(), "unsafe": unsafe})
+    privileged = os.geteuid() == 0
+    nproc_base = 0 if privileged else _nproc_of_uid(os.getuid())
+    if unsafe:
+        message = f"{support.banner()} Running {list(cmd)!r} without isolation (unsafe flag)."
+        log.warning(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        _emit(audit, {"event": "sandbox.unsafe", **common, "reason": support.reason})
+        plan = {"mode": "unsafe", "command": list(cmd), "cwd": resolve(spec.workspace),
+                "env": bw.sandbox_path_env(spec), "rlimits": rlimits_for(spec.limits, nproc_base=nproc_base)}
+    else:
+        plan = bw.build_plan(list(cmd), spec, bwrap=support.bwrap or "bwrap", privileged=privileged,
+                             nproc_base=nproc_base)
+    popen = _launch(plan, stdin=stdin, stdout=stdout, stderr=stderr)
+    return SandboxProcess(popen, spec, cmd, run_id, label, audit, unsafe)
+
+
+def _drain(stream: IO[bytes], keep: int, out: list) -> None:
+    """Read ``stream`` to EOF, keeping the first ``keep`` bytes; out = [bytes, truncated]."""
+    chunks, size, truncated = [], 0, False
+    while True:
+        chunk = stream.read1(1 << 16) if hasattr(stream, "read1") else stream.read(1 << 16)
+        if not chunk:
+            break
+        if size < keep:
+            chunks.append(chunk[: keep - size])
+        truncated = truncated or size + len(chunk) > keep
+        size += len(chunk)
+    out.extend([b"".join(chunks), truncated])
+
+
+def run_sandboxed(
+    cmd: Sequence[str],
+    spec: SandboxSpec,
+    *,
+    stdin: bytes | None = None,
+    audit: AuditFn | None = None,
+    label: str = "",
+    allow_unsafe: bool = False,
+) -> SandboxResult:
+    """Run ``cmd`` in a sandbox to completion (or until a limit kills it) and return the result.
+
+    Output is captured up to ``spec.limits.output_kb`` per stream (the rest is drained and
+    dropped, marked ``*_truncated``). Never raises for what the command does; raises
+    :class:`SandboxUnavailable` as :func:`popen_sandboxed` does.
+    """
+    proc = popen_sandboxed(cmd, spec, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                           audit=audit, label=label, allow_unsafe=allow_unsafe)
+    keep = spec.limits.output_kb * 1024
+    outs: list = []
+    errs: list = []
+    readers = [threading.Thread(target=_drain, args=(proc.stdout, keep, outs), daemon=True),
+               threading.Thread(target=_drain, args=(proc.stderr, keep, errs), daemon=True)]
+    for reader in readers:
+        reader.start()
+    if stdin is not None and proc.stdin is not None:
+        try:
+            proc.stdin.write(stdin)
+        except BrokenPipeError:
+            pass
+        finally:
+            proc.stdin.close()
+    proc.wait()
+    for reader in readers:
+        reader.join(timeout=5)  # a pipe held open by an escaped process must not hang us
+    out, out_trunc = outs if len(outs) == 2 else (b"", True)
+    err, err_trunc = errs if len(errs) == 2 else (b"", True)
+    return proc.result(out, err, stdout_truncated=out_trunc, stderr_truncated=err_trunc)
+
+
+def probe(bwrap_path: str, uid: int) -> tuple[bool, str]:
+    """Run the trivial Python program in a throwaway sandbox through the real launcher."""
+    import tempfile
+
+    from aar.sandbox.workspace import prepare_workspace
+
+    with tempfile.TemporaryDirectory(prefix="aar-sandbox-probe-") as tmp:
+        workspace = prepare_workspace(os.path.join(tmp, "ws"), uid)
+        spec = SandboxSpec(workspace=workspace, uid=uid, gid=uid,
+                           limits=Limits(wall_seconds=30, cpu_seconds=10, memory_mb=256))
+        try:
+            plan = bw.build_plan([resolve(sys.executable), "-S", "-c", "import os; print(os.getuid())"], spec,
+                                 bwrap=bwrap_path, privileged=os.geteuid() == 0)
+            popen = _launch(plan, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            out, err = popen.communicate(timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return False, str(exc)
+        if popen.returncode != 0:
+            return False, (err.decode(errors="replace").strip() or f"exit status {popen.returncode}")[-500:]
+        return True, out.decode().strip()
