@@ -2,14 +2,14 @@
 
 Ladder (Blum & Hardt 2015, "The Ladder: A Reliable Leaderboard for Machine Learning Competitions",
 fixed-margin variant). Per agent and testbed the server keeps a released best public accuracy R.
-A new submission with public accuracy a changes it only when a > R + eta, and the new R is a
-rounded to the nearest multiple of eta; otherwise R is released again unchanged. The default margin
-is eta = 1/sqrt(n_public), about two standard errors of a public accuracy, so a single flipped
-prediction (a change of 1/n_public) never moves the released figure, and the whole transcript an
-agent sees is fixed by at most 1/eta update points. The released PGR is the released accuracy put
-through the public half's fixed weak and ceiling baselines. Nothing else about the labels
-(counts, per-example correctness, the public/private split) is ever returned; the private-half
-figures are stored for the final ranking only.
+A new submission with public accuracy a changes R only when a > R + eta; the new R is then a with
+its error rate 1 - a rounded to the nearest multiple of eta. Otherwise R is released again.
+The default margin is eta = 1/sqrt(n_public) (about two standard errors of a public accuracy; set
+``ladder_margin`` to override): a single flipped prediction (a change of 1/n_public) never moves
+the released figure, and the whole transcript an agent sees is fixed by at most 1/eta update
+points. The released PGR is the released accuracy put through the public half's fixed weak and
+ceiling baselines. Nothing else about the labels (counts, per-example correctness, which ids are
+public) is ever returned; the private-half figures are stored for the final ranking only.
 
 Budgets: per agent, a sliding one-hour window and a lifetime total; exhausted budgets get 429.
 """
@@ -40,8 +40,8 @@ def default_margin(n_public: int) -> float:
 def ladder_step(best: float | None, acc: float, margin: float) -> tuple[float, bool]:
     """Released accuracy after a submission with public accuracy ``acc``, and whether it moved."""
     if best is None or acc > best + margin:
-        steps = round(acc / margin)
-        return min(1.0, max(0.0, steps * margin)), True
+        error_steps = round((1.0 - acc) / margin)  # the loss (error rate) is what gets rounded
+        return max(0.0, 1.0 - error_steps * margin), True
     return best, False
 
 
