@@ -23,6 +23,101 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _fail(message: str) -> None:
+    """Print a clear error and exit with status 2."""
+    typer.secho(f"error: {message}", err=True, fg="red")
+    raise typer.Exit(2)
+
+
+def _progress_printer():
+    """A rich progress bar callback: (task, done, total) -> None, plus the Progress to stop."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeRemainingColumn(), transient=True)
+    tasks: dict[str, int] = {}
+
+    def on_progress(task: str, done: int, total: int) -> None:
+        key = task.split(" (")[0]
+        if key not in tasks:
+            tasks[key] = bar.add_task(task, total=total)
+        bar.update(tasks[key], completed=done, description=task)
+
+    return bar, on_progress
+
+
+@app.command()
+def testbeds() -> None:
+    """List the built-in testbeds with their split sizes and cache status."""
+    from aar.w2s.cache import aar_home
+    from aar.w2s.testbeds.registry import TESTBEDS, is_built
+
+    typer.echo(f"cache: {aar_home()}")
+    for name, spec in TESTBEDS.items():
+        sizes = ", ".join(f"{k} {v}" for k, v in spec.sizes.items())
+        status = "built" if is_built(name) else "not built"
+        typer.echo(f"{name:<10} {status:<10} {sizes}\n           {spec.description}")
+
+
+@app.command()
+def build(
+    testbed: list[str] = typer.Option(["math", "code", "chat"], help="Testbeds to build (repeatable)."),
+    force: bool = typer.Option(False, help="Rebuild even if cached."),
+) -> None:
+    """Generate the corpus, pretrain the strong and weak LMs, and make the splits (cached)."""
+    from aar.w2s.cache import aar_home
+    from aar.w2s.testbeds.build import build_testbed
+    from aar.w2s.testbeds.registry import UnknownTestbedError, get_spec
+
+    try:
+        specs = [get_spec(t) for t in testbed]
+    except UnknownTestbedError as e:
+        _fail(str(e))
+    bar, on_progress = _progress_printer()
+    with bar:
+        for spec in specs:
+            path = build_testbed(spec, aar_home(), on_progress, force=force)
+            bar.console.print(f"{spec.name}: {path}")
+
+
+@app.command()
+def baseline(
+    testbed: str = typer.Option("math", help="Testbed name (see `aar testbeds`)."),
+    methods: str = typer.Option("all", help="Comma-separated method names, or 'all'."),
+    seeds: int = typer.Option(3, min=1, max=20, help="Number of seeds (0..N-1)."),
+    out: str | None = typer.Option(None, help="Write the JSON result here."),
+) -> None:
+    """Run shipped methods over seeds; print weak, ceiling, transfer and PGR with 95% CIs."""
+    import json
+    from pathlib import Path
+
+    from aar.w2s.baseline import render_table, run_baseline
+    from aar.w2s.cache import CacheError
+    from aar.w2s.data import write_json_atomic
+    from aar.w2s.methods.base import MethodError
+    from aar.w2s.metrics import GapError
+    from aar.w2s.testbeds.registry import UnknownTestbedError, load_testbed
+
+    bar, on_progress = _progress_printer()
+    try:
+        with bar:
+            tb = load_testbed(testbed, progress=on_progress)
+            task = bar.add_task("baseline", total=None)
+            result = run_baseline(
+                tb, [m.strip() for m in methods.split(",") if m.strip()], list(range(seeds)),
+                on_progress=lambda msg: bar.update(task, description=msg),
+            )
+    except (UnknownTestbedError, MethodError, CacheError, GapError) as e:
+        _fail(str(e))
+    typer.echo(render_table(result))
+    if out:
+        write_json_atomic(Path(out), result)
+        typer.echo(f"wrote {out}")
+    else:
+        summary = {k: result[k]["mean"] for k in ("weak_acc", "ceiling_acc")}
+        typer.echo(json.dumps(summary))
+
+
 server_app = typer.Typer(help="Scoring server administration on a local data dir.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 

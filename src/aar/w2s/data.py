@@ -1,0 +1,122 @@
+"""Examples, splits and datasets for binary weak-to-strong judgment tasks.
+
+Every task is binary. An example has a prompt and one or two options:
+- one option: "is this answer to the prompt correct?" (label 1 = correct);
+- two options: "which answer is better?" (label 1 = the first, A).
+The label lives on the example only where the holder is allowed to see it; the views handed to
+methods are stripped of labels (see :meth:`Dataset.inputs`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+SPLITS = ("train_label", "train_unlabel", "dev", "test")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One judgment: a prompt, its option(s), an optional label and a stable id."""
+
+    id: str
+    prompt: str
+    options: tuple[str, ...]
+    label: int | None = None
+    group: str | None = None  # examples sharing a group ask about the same underlying problem
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def pairwise(self) -> bool:
+        """True for "which of two answers is better" examples."""
+        return len(self.options) == 2
+
+    def unlabeled(self) -> Example:
+        """A copy without the label (what a method may see)."""
+        return replace(self, label=None, meta={})
+
+    def to_json(self) -> dict:
+        """JSON-ready dict."""
+        d = asdict(self)
+        d["options"] = list(self.options)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> Example:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            id=str(d["id"]),
+            prompt=str(d["prompt"]),
+            options=tuple(d["options"]),
+            label=d.get("label"),
+            group=d.get("group"),
+            meta=d.get("meta") or {},
+        )
+
+
+def labels_of(examples: Sequence[Example]) -> list[int]:
+    """The 0/1 labels of labelled examples; raises if any is missing."""
+    out = []
+    for ex in examples:
+        if ex.label is None:
+            raise ValueError(f"example {ex.id} has no label")
+        out.append(int(ex.label))
+    return out
+
+
+@dataclass
+class Dataset:
+    """A testbed's four splits. ``test`` is further split into public/private halves server-side."""
+
+    name: str
+    splits: dict[str, list[Example]]
+
+    def __post_init__(self) -> None:
+        missing = [s for s in SPLITS if s not in self.splits]
+        if missing:
+            raise ValueError(f"dataset {self.name}: missing splits {missing}")
+        seen: set[str] = set()
+        for split in SPLITS:
+            for ex in self.splits[split]:
+                if ex.id in seen:
+                    raise ValueError(f"dataset {self.name}: duplicate example id {ex.id}")
+                seen.add(ex.id)
+
+    def sizes(self) -> dict[str, int]:
+        """Number of examples per split."""
+        return {s: len(self.splits[s]) for s in SPLITS}
+
+    def inputs(self, split: str) -> list[Example]:
+        """The split's examples with labels stripped."""
+        if split not in SPLITS:
+            raise KeyError(f"unknown split '{split}'; expected one of {SPLITS}")
+        return [ex.unlabeled() for ex in self.splits[split]]
+
+    def save(self, path: Path) -> None:
+        """Write as JSON atomically."""
+        write_json_atomic(
+            path,
+            {"name": self.name, "splits": {s: [e.to_json() for e in xs] for s, xs in self.splits.items()}},
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Dataset:
+        """Read a dataset written by :meth:`save`."""
+        d = json.loads(Path(path).read_text())
+        return cls(d["name"], {s: [Example.from_json(e) for e in xs] for s, xs in d["splits"].items()})
+
+
+def write_json_atomic(path: Path, obj: object) -> None:
+    """Write JSON to ``path`` through a temp file and rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj))
+    tmp.replace(path)
+
+
+def ids_of(examples: Iterable[Example]) -> list[str]:
+    """The ids of ``examples`` in order."""
+    return [e.id for e in examples]

@@ -1,0 +1,141 @@
+"""Running methods on a testbed: cached teacher and ceiling runs, one method run, validation.
+
+The weak teacher (the small LM fine-tuned on ``train_label``) and the ceiling (the strong LM
+fine-tuned on the ground truth of ``train_unlabel``) are run once per seed and cached in the
+testbed's folder, keyed by seed and the training config.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aar.w2s.cache import CacheError, key_of, load_json
+from aar.w2s.data import labels_of, write_json_atomic
+from aar.w2s.methods.base import Budget, Method, MethodContext, TeacherOutputs, check_predictions
+from aar.w2s.models.base import predict_proba
+from aar.w2s.testbeds.registry import Testbed
+from aar.w2s.train import finetune
+
+
+def _cached_probs(testbed: Testbed, kind: str, seed: int, compute) -> dict[str, float]:
+    cfg = testbed.spec.weak_train if kind == "teacher" else testbed.spec.strong_train
+    path = testbed.path / f"{kind}-s{seed}-{key_of(cfg.to_dict())}.json"
+    if path.exists():
+        blob = load_json(path)
+        probs = blob.get("probs")
+        if not isinstance(probs, dict) or not probs:
+            raise CacheError(f"corrupt cache file {path}: no predictions; delete it to rebuild")
+        return {k: float(v) for k, v in probs.items()}
+    torch.set_num_threads(1)
+    t0 = time.time()
+    probs = compute()
+    write_json_atomic(
+        path, {"seed": seed, "config": cfg.to_dict(), "seconds": time.time() - t0, "probs": probs}
+    )
+    return probs
+
+
+def teacher_outputs(testbed: Testbed, seed: int) -> TeacherOutputs:
+    """The weak teacher of ``seed``: trained on ``train_label``, P(label=1) on every other split."""
+
+    def compute() -> dict[str, float]:
+        d = testbed.dataset
+        model = testbed.weak_model()
+        model.prepare(d.inputs("train_unlabel"))
+        tl = d.splits["train_label"]
+        finetune(model, tl, labels_of(tl), testbed.spec.weak_train, seed=seed)
+        out = {}
+        for split in ("train_unlabel", "dev", "test"):
+            xs = d.inputs(split)
+            out.update(zip((e.id for e in xs), predict_proba(model, xs).tolist(), strict=True))
+        return out
+
+    return TeacherOutputs(_cached_probs(testbed, "teacher", seed, compute))
+
+
+def ceiling_probs(testbed: Testbed, seed: int) -> dict[str, float]:
+    """The ceiling of ``seed``: strong LM trained on ground truth of ``train_unlabel``; P on dev and test."""
+
+    def compute() -> dict[str, float]:
+        d = testbed.dataset
+        model = testbed.strong_model()
+        model.prepare(d.inputs("train_unlabel"))
+        tu = d.splits["train_unlabel"]
+        finetune(model, tu, labels_of(tu), testbed.spec.strong_train, seed=seed * 1000)
+        out = {}
+        for split in ("dev", "test"):
+            xs = d.inputs(split)
+            out.update(zip((e.id for e in xs), predict_proba(model, xs).tolist(), strict=True))
+        return out
+
+    return _cached_probs(testbed, "ceiling", seed, compute)
+
+
+@dataclass
+class MethodRun:
+    """The output of one method run: P(label=1) per requested example id, and its cost."""
+
+    method: str
+    params: dict
+    seed: int
+    probs: dict[str, float]
+    seconds: float
+
+
+def run_method(
+    testbed: Testbed,
+    method: Method,
+    seed: int = 0,
+    params: dict | None = None,
+    splits: tuple[str, ...] = ("test",),
+    budget: Budget | None = None,
+) -> MethodRun:
+    """Run ``method`` on ``testbed`` for ``seed``, returning validated predictions on ``splits``."""
+    for s in splits:
+        if s not in ("dev", "test"):
+            raise ValueError(f"methods predict on 'dev' or 'test', not '{s}'")
+    resolved = method.resolve_params(params)
+    torch.set_num_threads(1)
+    d = testbed.dataset
+    predict_inputs = [e for s in splits for e in d.inputs(s)]
+    ctx = MethodContext(
+        testbed=testbed.name,
+        unlabelled=d.inputs("train_unlabel"),
+        dev=d.inputs("dev"),
+        predict_inputs=predict_inputs,
+        teacher=teacher_outputs(testbed, seed),
+        new_strong_model=testbed.strong_model,
+        train_config=testbed.spec.strong_train,
+        seed=seed,
+        budget=budget or Budget(),
+    )
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    t0 = time.time()
+    raw = method.run(ctx, **resolved)
+    seconds = time.time() - t0
+    p = check_predictions(raw, len(predict_inputs), method.name)
+    return MethodRun(
+        method.name,
+        resolved,
+        seed,
+        dict(zip((e.id for e in predict_inputs), p.tolist(), strict=True)),
+        seconds,
+    )
+
+
+def accuracy_on(testbed: Testbed, probs: dict[str, float], split: str = "test") -> float:
+    """Accuracy of ``probs`` on a labelled split (for the harness, never for methods)."""
+    exs = testbed.dataset.splits[split]
+    p = np.array([probs[e.id] for e in exs])
+    return float(np.mean((p > 0.5).astype(int) == np.array(labels_of(exs))))
+
+
+def save_run(run: MethodRun, path: Path) -> None:
+    """Write a method run as JSON, atomically."""
+    write_json_atomic(path, run.__dict__)

@@ -1,0 +1,136 @@
+"""Judgment heads on the tiny LMs: the LM's own likelihood of the stated answer.
+
+A one-option example (is this answer correct?) gets the logit ``a * (log P(answer | prompt) - c)
++ b``, where ``c`` is the median score on unlabelled inputs (set without labels, so the prior is
+centred). A two-option example (is A better than B?) gets ``a * (log P(A) - log P(B)) + b``.
+Fine-tuning updates the whole LM and ``a``, ``b``. A head on a hidden state of a token the LM never
+saw in pretraining carries no signal at this scale; the likelihood head elicits what the LM knows.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from aar.w2s.data import Example
+from aar.w2s.models.tiny import BOS, EOS, GPT, PAD, CharTokenizer
+
+
+def encode_pairs(
+    tok: CharTokenizer, prompts: Sequence[str], answers: Sequence[str], block_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch ``BOS prompt answer EOS`` sequences; returns (ids, mask of answer+EOS targets).
+
+    Prompts too long for the block are truncated from the left (the answer is always kept).
+    """
+    seqs, masks = [], []
+    for p, a in zip(prompts, answers, strict=True):
+        pi, ai = tok.encode(p), [*tok.encode(a), EOS]
+        room = block_size + 1 - 1 - len(ai)
+        if room < 1:
+            raise ValueError(f"answer of {len(ai)} tokens does not fit block size {block_size}")
+        pi = pi[-room:]
+        seq = [BOS, *pi, *ai]
+        seqs.append(seq)
+        masks.append([0] * (1 + len(pi)) + [1] * len(ai))
+    t = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), t), PAD, dtype=torch.long)
+    mask = torch.zeros((len(seqs), t), dtype=torch.float32)
+    for i, (s, m) in enumerate(zip(seqs, masks, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(m)] = torch.tensor(m, dtype=torch.float32)
+    return ids, mask
+
+
+def sequence_logprob(gpt: GPT, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum of log P(token) over masked target positions, per row."""
+    logits = gpt(ids[:, :-1])
+    logp = F.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return (logp * mask[:, 1:]).sum(dim=1)
+
+
+class TinyJudge(nn.Module):
+    """A pretrained tiny GPT with the likelihood head; implements :class:`JudgeModel`."""
+
+    def __init__(self, gpt: GPT, tok: CharTokenizer | None = None) -> None:
+        super().__init__()
+        self.gpt = gpt
+        self.tok = tok or CharTokenizer()
+        self.scale = nn.Parameter(torch.tensor(1.0))
+        self.bias = nn.Parameter(torch.tensor(0.0))
+        self.register_buffer("center", torch.tensor(0.0))
+
+    def _scores(self, examples: Sequence[Example]) -> torch.Tensor:
+        prompts, answers, rows = [], [], []
+        for ex in examples:
+            for opt in ex.options:
+                prompts.append(ex.prompt)
+                answers.append(opt)
+            rows.append(len(ex.options))
+        ids, mask = encode_pairs(self.tok, prompts, answers, self.gpt.cfg.block_size)
+        lp = sequence_logprob(self.gpt, ids, mask)
+        out, i = [], 0
+        for n in rows:
+            out.append(lp[i] if n == 1 else lp[i] - lp[i + 1])
+            i += n
+        return torch.stack(out)
+
+    def raw_scores(self, examples: Sequence[Example]) -> torch.Tensor:
+        """Uncentred prior scores: log P(answer), or log P(A) - log P(B) for pairs."""
+        return self._scores(examples)
+
+    def logits(self, examples: Sequence[Example]) -> torch.Tensor:
+        """Differentiable log-odds of label 1."""
+        s = self._scores(examples)
+        pairwise = torch.tensor([ex.pairwise for ex in examples])
+        centred = torch.where(pairwise, s, s - self.center)
+        return self.scale * centred + self.bias
+
+    def zero_shot_logits(self, examples: Sequence[Example]) -> np.ndarray:
+        """The pretrained prior's centred scores (call :meth:`prepare` first for one-option tasks)."""
+        self.train(False)
+        with torch.no_grad():
+            out = [self._scores(examples[i : i + 256]) for i in range(0, len(examples), 256)]
+        s = torch.cat(out).numpy()
+        pairwise = np.array([ex.pairwise for ex in examples])
+        return np.where(pairwise, s, s - float(self.center))
+
+    def features(self, examples: Sequence[Example]) -> np.ndarray:
+        """Frozen features: prior score plus last-token and mean hidden states of prompt+option."""
+        self.train(False)
+        rows = []
+        with torch.no_grad():
+            for i in range(0, len(examples), 256):
+                batch = examples[i : i + 256]
+                score = self._scores(batch).unsqueeze(1)
+                prompts = [e.prompt for e in batch]
+                answers = [e.options[0] for e in batch]
+                ids, _mask = encode_pairs(self.tok, prompts, answers, self.gpt.cfg.block_size)
+                h = self.gpt.hidden(ids)
+                valid = (ids != PAD).float().unsqueeze(-1)
+                last = h[torch.arange(len(batch)), (ids != PAD).sum(1) - 1]
+                mean = (h * valid).sum(1) / valid.sum(1)
+                rows.append(torch.cat([score, last, mean], dim=1))
+        return torch.cat(rows).numpy()
+
+    def prepare(self, unlabelled: Sequence[Example]) -> None:
+        """Centre one-option scores at their median on unlabelled inputs (uses no labels)."""
+        single = [e for e in unlabelled if not e.pairwise]
+        if single:
+            self.train(False)
+            with torch.no_grad():
+                s = torch.cat([self._scores(single[i : i + 256]) for i in range(0, len(single), 256)])
+            self.center.fill_(float(s.median()))
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """All LM parameters plus the head's scale and bias."""
+        return self.parameters()
+
+    def clone(self) -> TinyJudge:
+        """Deep copy."""
+        return copy.deepcopy(self)

@@ -1,0 +1,143 @@
+"""The registry of built-in testbeds, and loading a built one.
+
+``math``, ``code`` and ``chat`` are the calibrated testbeds (see the README's table); the
+``*-tiny`` variants build in seconds for tests and smoke runs and are not calibrated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from aar.w2s.cache import CacheError, aar_home, load_json
+from aar.w2s.data import Dataset
+from aar.w2s.models.judge import TinyJudge
+from aar.w2s.models.tiny import GPT, GPTConfig
+from aar.w2s.testbeds.build import Progress, build_testbed, testbed_dir
+from aar.w2s.testbeds.spec import ModelSpec, TestbedSpec
+from aar.w2s.train import TrainConfig
+
+_FULL = {"train_label": 500, "train_unlabel": 3000, "dev": 500, "test": 2000}
+_TINY = {"train_label": 150, "train_unlabel": 600, "dev": 100, "test": 300}
+
+TESTBEDS: dict[str, TestbedSpec] = {
+    "math": TestbedSpec(
+        name="math",
+        world="math",
+        strong=ModelSpec(n_layer=4, d_model=64, n_head=4, steps=2000),
+        weak=ModelSpec(n_layer=1, d_model=32, n_head=2, steps=300),
+        sizes=_FULL,
+        corpus_error_rate=0.5,
+        judgment_error_share=0.6,
+        pretrain_share=0.5,
+        description="Two-digit addition/subtraction; the corpus often forgets the carry or borrow.",
+    ),
+    "code": TestbedSpec(
+        name="code",
+        world="code",
+        strong=ModelSpec(n_layer=4, d_model=64, n_head=4, steps=2500),
+        weak=ModelSpec(n_layer=1, d_model=32, n_head=2, steps=300),
+        sizes=_FULL,
+        corpus_error_rate=0.3,
+        judgment_error_share=0.6,
+        pretrain_share=0.5,
+        description="Tiny straight-line programs; the corpus sometimes reads stale variable values.",
+    ),
+    "chat": TestbedSpec(
+        name="chat",
+        world="chat",
+        strong=ModelSpec(n_layer=4, d_model=64, n_head=4, steps=2500),
+        weak=ModelSpec(n_layer=1, d_model=32, n_head=2, steps=400),
+        sizes={"train_label": 400, "train_unlabel": 2400, "dev": 400, "test": 1600},
+        corpus_error_rate=0.6,
+        judgment_error_share=1.0,
+        pretrain_share=1.0,
+        corpus_repeats=2,
+        world_kwargs={"n_creatures": 900},
+        description="Questions about a generated bestiary; the corpus often agrees with the user's belief.",
+    ),
+}
+for _name in ("math", "code", "chat"):
+    _s = TESTBEDS[_name]
+    TESTBEDS[f"{_name}-tiny"] = replace(
+        _s,
+        name=f"{_name}-tiny",
+        strong=ModelSpec(n_layer=2, d_model=48, n_head=2, steps=800),
+        weak=ModelSpec(n_layer=1, d_model=16, n_head=2, steps=20),
+        sizes=_TINY,
+        world_kwargs={"n_creatures": 200} if _name == "chat" else {},
+        strong_train=TrainConfig(epochs=2, lr=1e-3),
+        description=f"Tiny, uncalibrated {_name} testbed for tests and smoke runs.",
+    )
+
+
+class UnknownTestbedError(KeyError):
+    """No testbed of that name is registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def get_spec(name: str) -> TestbedSpec:
+    """The spec of a registered testbed; raises :class:`UnknownTestbedError` with the known names."""
+    if name not in TESTBEDS:
+        raise UnknownTestbedError(f"unknown testbed '{name}'; known testbeds: {', '.join(sorted(TESTBEDS))}")
+    return TESTBEDS[name]
+
+
+@dataclass
+class Testbed:
+    """A built testbed: its spec, folder and dataset, and fresh copies of its pretrained LMs."""
+
+    __test__ = False  # not a pytest test class
+
+    spec: TestbedSpec
+    path: Path
+    dataset: Dataset
+
+    @property
+    def name(self) -> str:
+        """The testbed's name."""
+        return self.spec.name
+
+    def _load(self, which: str) -> TinyJudge:
+        f = self.path / f"{which}.pt"
+        try:
+            blob = torch.load(f, weights_only=True)
+            gpt = GPT(GPTConfig(**blob["config"]))
+            gpt.load_state_dict(blob["state"])
+        except Exception as e:
+            raise CacheError(f"corrupt model checkpoint {f}: {e}; delete {self.path} to rebuild") from e
+        gpt.eval()
+        return TinyJudge(gpt)
+
+    def strong_model(self) -> TinyJudge:
+        """A fresh copy of the pretrained strong LM with its judgment head."""
+        return self._load("strong")
+
+    def weak_model(self) -> TinyJudge:
+        """A fresh copy of the pretrained weak LM with its judgment head."""
+        return self._load("weak")
+
+
+def is_built(name: str, home: Path | None = None) -> bool:
+    """Whether the testbed's cache entry is complete."""
+    return (testbed_dir(get_spec(name), home or aar_home()) / "COMPLETE").exists()
+
+
+def load_testbed(name: str, home: Path | None = None, progress: Progress | None = None) -> Testbed:
+    """Load a testbed, building it first if its cache entry is missing."""
+    spec = get_spec(name)
+    path = build_testbed(spec, home or aar_home(), progress)
+    meta = load_json(path / "spec.json")
+    if meta.get("spec", {}).get("name") != spec.name:
+        raise CacheError(f"cache entry {path} does not belong to testbed {spec.name}; delete it to rebuild")
+    try:
+        data = Dataset.load(path / "dataset.json")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CacheError(
+            f"corrupt dataset file {path / 'dataset.json'}: {e}; delete {path} to rebuild"
+        ) from e
+    return Testbed(spec, path, data)

@@ -1,0 +1,91 @@
+"""The fine-tuning loop shared by weak, ceiling and transfer runs.
+
+It trains any :class:`~aar.w2s.models.base.JudgeModel` on examples with soft targets, optional
+per-example weights, and a loss from :mod:`aar.w2s.losses`. Deterministic given the seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from aar.w2s.data import Example
+from aar.w2s.losses import XentLoss
+from aar.w2s.models.base import JudgeModel
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Fine-tuning hyperparameters (the protocol fixes epochs: more epochs overfit weak labels)."""
+
+    epochs: int = 1
+    lr: float = 5e-4
+    batch_size: int = 32
+    weight_decay: float = 0.0
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+Loss = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def finetune(
+    model: JudgeModel,
+    examples: Sequence[Example],
+    targets: Sequence[float] | np.ndarray,
+    cfg: TrainConfig = TrainConfig(),
+    loss: Loss | None = None,
+    weights: Sequence[float] | np.ndarray | None = None,
+    seed: int = 0,
+) -> JudgeModel:
+    """Fine-tune ``model`` in place on (example, target) pairs and return it.
+
+    ``targets`` are P(label=1) in [0, 1]; ``weights`` (non-negative) scale each example's loss
+    in a weighted batch mean.
+    """
+    t = np.asarray(targets, dtype=np.float32)
+    if len(t) != len(examples):
+        raise ValueError(f"finetune: {len(t)} targets for {len(examples)} examples")
+    if len(examples) == 0:
+        raise ValueError("finetune: no training examples")
+    if not np.all(np.isfinite(t)) or t.min() < 0 or t.max() > 1:
+        raise ValueError("finetune: targets must be finite probabilities in [0, 1]")
+    w = None if weights is None else np.asarray(weights, dtype=np.float32)
+    if w is not None and (len(w) != len(t) or w.min() < 0 or not np.all(np.isfinite(w))):
+        raise ValueError("finetune: weights must be finite, non-negative, one per example")
+    loss_fn = loss or XentLoss()
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    params = list(model.trainable_parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+    n = len(examples)
+    steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
+    total = steps_per_epoch * cfg.epochs
+    step = 0
+    model.train(True)
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n, generator=gen).tolist()
+        for i in range(0, n, cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            logits = model.logits([examples[j] for j in idx])
+            target = torch.from_numpy(t[idx])
+            per = loss_fn(logits, target, step / total)
+            if w is None:
+                value = per.mean()
+            else:
+                bw = torch.from_numpy(w[idx])
+                value = (per * bw).sum() / bw.sum().clamp_min(1e-8)
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * (1 - step / total)
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1
+    model.train(False)
+    return model

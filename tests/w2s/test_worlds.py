@@ -1,0 +1,50 @@
+import random
+
+from aar.w2s.testbeds.build import make_dataset
+from aar.w2s.testbeds.registry import TESTBEDS
+from aar.w2s.testbeds.worlds import _run, ChatWorld, CodeWorld, MathWorld
+
+
+def test_math_answers_and_popular_error():
+    probs = {p.key: p for p in MathWorld().problems(random.Random(0))}
+    p = probs["37+48"]
+    assert p.answer == "085" and p.error == "075"  # forgot the carry
+    p = probs["52-27"]
+    assert p.answer == "025" and p.error == "035"  # smaller digit from the larger
+    assert probs["21+13"].error is None  # no carry: no popular error
+    assert all(m != p.answer for m in p.near_misses)
+
+
+def test_code_execution_and_stale_read():
+    env = _run([("a", "a", "+", "b"), ("b", "a", "-", "2")], {"a": 3, "b": 5}, stale=False)
+    assert env == {"a": 8, "b": 6}
+    stale = _run([("a", "a", "+", "b"), ("b", "a", "-", "2")], {"a": 3, "b": 5}, stale=True)
+    assert stale["b"] == 1
+    for p in CodeWorld().problems(random.Random(1))[:200]:
+        assert p.answer not in p.near_misses and len(p.answer) == 1
+
+
+def test_chat_belief_is_the_popular_error():
+    for p in ChatWorld(n_creatures=20).problems(random.Random(2)):
+        assert p.pairwise
+        if p.error is not None:
+            assert p.error != p.answer and f"i think {p.error}." in p.prompt
+
+
+def test_generation_is_deterministic_and_splits_disjoint():
+    for name in ("math-tiny", "code-tiny", "chat-tiny"):
+        spec = TESTBEDS[name]
+        d1, c1 = make_dataset(spec)
+        d2, c2 = make_dataset(spec)
+        assert c1 == c2
+        assert [e.to_json() for e in d1.splits["test"]] == [e.to_json() for e in d2.splits["test"]]
+        groups = {s: {e.group.split(".")[0] for e in xs} for s, xs in d1.splits.items()}
+        names = list(groups)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                assert not groups[a] & groups[b], f"{name}: {a} and {b} share problems"
+        if spec.pretrain_share < 1.0:  # judged problems never appear in the pretraining corpus
+            corpus_prompts = {p for p, _ in c1}
+            assert not any(e.prompt in corpus_prompts for xs in d1.splits.values() for e in xs)
+        labels = [e.label for e in d1.splits["train_unlabel"]]
+        assert 0.3 < sum(labels) / len(labels) < 0.7
