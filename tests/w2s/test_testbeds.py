@@ -8,7 +8,7 @@ from aar.w2s.testbeds.registry import TESTBEDS, UnknownTestbedError, get_spec, i
 
 
 def test_unknown_testbed_names_the_known_ones():
-    with pytest.raises(UnknownTestbedError, match="known testbeds: .*math"):
+    with pytest.raises(UnknownTestbedError, match=r"known testbeds: .*math"):
         get_spec("nope")
 
 

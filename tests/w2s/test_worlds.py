@@ -2,7 +2,7 @@ import random
 
 from aar.w2s.testbeds.build import make_dataset
 from aar.w2s.testbeds.registry import TESTBEDS
-from aar.w2s.testbeds.worlds import _run, ChatWorld, CodeWorld, MathWorld
+from aar.w2s.testbeds.worlds import ChatWorld, CodeWorld, MathWorld, _run
 
 
 def test_math_answers_and_popular_error():

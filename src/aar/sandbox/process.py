@@ -146,6 +146,7 @@ class SandboxProcess:
         disk_limit = limits.disk_mb * 2**20
         last_scan = time.monotonic()
         written_at_scan = 0
+        sample = TreeSample([], 0.0, 0.0, 0, 0)
         while self.popen.poll() is None:
             sample = sample_tree(self.popen.pid)
             self.cpu_seconds = max(self.cpu_seconds, sample.cpu_seconds)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import time
 from dataclasses import dataclass
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -16,7 +18,7 @@ class TreeSample:
 
     pids: list[int]
     cpu_seconds: float  # live processes plus the reaped children they waited for
-    rss_mb: float
+    rss_mb: float  # proportional set size (PSS) where the kernel offers it, else RSS
     tasks: int  # processes + threads, what RLIMIT_NPROC counts
     written_bytes: int  # wchar of live processes plus their reaped children
 
@@ -55,6 +57,18 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw[raw.rfind(")") + 2:].split()
 
 
+def _pss_kib(pid: int) -> int | None:
+    """Proportional set size: shared pages (e.g. after fork) are split between their users."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _wchar(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/io") as handle:
@@ -82,24 +96,34 @@ def sample_tree(root: int) -> TreeSample:
         # ... num_threads(17) ... rss(21)
         ticks += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
         tasks += int(fields[17])
-        rss += int(fields[21])
+        pss = _pss_kib(pid)
+        rss += pss * 1024 if pss is not None else int(fields[21]) * PAGE
         written += _wchar(pid)
-    return TreeSample(pids, ticks / CLK_TCK, rss * PAGE / 2**20, tasks, written)
+    return TreeSample(pids, ticks / CLK_TCK, rss / 2**20, tasks, written)
 
 
-def kill_tree(root: int, pids: list[int] | None = None) -> None:
-    """SIGKILL ``root``, its process group and every known descendant.
+def kill_tree(root: int, pids: list[int] | None = None, grace: float = 2.0) -> None:
+    """SIGKILL every process of the tree, innermost first, then ``root`` if it is still there.
 
-    Killing the outer bubblewrap makes the kernel kill the sandbox's pid-1 (``--die-with-parent``),
-    and the death of a pid namespace's init kills everything in that namespace.
+    Killing the sandbox's pid-1 (the child of the outer bubblewrap) makes the kernel kill every
+    process in its pid namespace; the outer bubblewrap then reaps it and exits by itself. Killing
+    the outer one first would orphan pid-1 to the host's init, which in containers often never
+    reaps: the zombie would keep counting against the uid's process cap.
     """
-    import signal
-
+    members = descendants(root) if pids is None else list(pids)
+    for pid in reversed(members):
+        if pid != root:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _running(root):
+        time.sleep(0.01)
     for action in (lambda: os.kill(root, signal.SIGKILL), lambda: os.killpg(root, signal.SIGKILL)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             action()
-    for pid in pids if pids is not None else descendants(root):
-        if pid == root:
-            continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"

@@ -32,7 +32,7 @@ def make_dataset(spec: TestbedSpec) -> tuple[Dataset, list[tuple[str, str]]]:
     world = WORLDS[spec.world](**spec.world_kwargs)
     rng = random.Random(spec.seed)
     problems = world.problems(rng)
-    n_judge = sum(spec.sizes[s] for s in SPLITS)
+    sum(spec.sizes[s] for s in SPLITS)
     if spec.pretrain_share >= 1.0:
         corpus_problems = problems
         by_group: dict[str, list] = {}
