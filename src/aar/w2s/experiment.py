@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from aar.w2s.data import labels_of, write_json_atomic
 from aar.w2s.methods.base import Budget, Method, MethodContext, TeacherOutputs, check_predictions
 from aar.w2s.models.base import predict_proba
 from aar.w2s.testbeds.registry import Testbed
+
+if TYPE_CHECKING:
+    from aar.w2s.public import PublicTestbed
 from aar.w2s.train import finetune
 
 
@@ -88,14 +92,17 @@ class MethodRun:
 
 
 def run_method(
-    testbed: Testbed,
+    testbed: Testbed | PublicTestbed,
     method: Method,
     seed: int = 0,
     params: dict | None = None,
     splits: tuple[str, ...] = ("test",),
     budget: Budget | None = None,
 ) -> MethodRun:
-    """Run ``method`` on ``testbed`` for ``seed``, returning validated predictions on ``splits``."""
+    """Run ``method`` on ``testbed`` (full, or an agent's public view) for ``seed``.
+
+    Returns validated predictions on ``splits`` ("test" and/or "dev").
+    """
     for s in splits:
         if s not in ("dev", "test"):
             raise ValueError(f"methods predict on 'dev' or 'test', not '{s}'")
@@ -108,9 +115,9 @@ def run_method(
         unlabelled=d.inputs("train_unlabel"),
         dev=d.inputs("dev"),
         predict_inputs=predict_inputs,
-        teacher=teacher_outputs(testbed, seed),
+        teacher=testbed.teacher(seed),
         new_strong_model=testbed.strong_model,
-        train_config=testbed.spec.strong_train,
+        train_config=testbed.strong_train,
         seed=seed,
         budget=budget or Budget(),
     )

@@ -13,6 +13,7 @@ import torch
 
 from aar.w2s.cache import CacheError, aar_home, load_json
 from aar.w2s.data import Dataset
+from aar.w2s.methods.base import TeacherOutputs
 from aar.w2s.models.judge import TinyJudge
 from aar.w2s.models.tiny import GPT, GPTConfig
 from aar.w2s.testbeds.build import Progress, build_testbed, testbed_dir
@@ -37,12 +38,13 @@ TESTBEDS: dict[str, TestbedSpec] = {
     "code": TestbedSpec(
         name="code",
         world="code",
-        strong=ModelSpec(n_layer=4, d_model=64, n_head=4, steps=2500),
+        strong=ModelSpec(n_layer=4, d_model=64, n_head=4, steps=3000),
         weak=ModelSpec(n_layer=1, d_model=32, n_head=2, steps=300),
         sizes=_FULL,
         corpus_error_rate=0.3,
         judgment_error_share=0.6,
-        pretrain_share=0.5,
+        pretrain_share=0.9,
+        corpus_repeats=1,
         description="Tiny straight-line programs; the corpus sometimes reads stale variable values.",
     ),
     "chat": TestbedSpec(
@@ -67,7 +69,7 @@ for _name in ("math", "code", "chat"):
         strong=ModelSpec(n_layer=2, d_model=48, n_head=2, steps=800),
         weak=ModelSpec(n_layer=1, d_model=16, n_head=2, steps=20),
         sizes=_TINY,
-        world_kwargs={"n_creatures": 200} if _name == "chat" else {},
+        world_kwargs={"n_creatures": 200} if _name == "chat" else {"n_programs": 8000} if _name == "code" else {},
         strong_train=TrainConfig(epochs=2, lr=1e-3),
         description=f"Tiny, uncalibrated {_name} testbed for tests and smoke runs.",
     )
@@ -116,6 +118,17 @@ class Testbed:
     def strong_model(self) -> TinyJudge:
         """A fresh copy of the pretrained strong LM with its judgment head."""
         return self._load("strong")
+
+    @property
+    def strong_train(self) -> TrainConfig:
+        """The protocol's fine-tuning config for the strong model."""
+        return self.spec.strong_train
+
+    def teacher(self, seed: int) -> TeacherOutputs:
+        """The weak teacher's outputs for ``seed`` (trained and cached on first use)."""
+        from aar.w2s.experiment import teacher_outputs
+
+        return teacher_outputs(self, seed)
 
     def weak_model(self) -> TinyJudge:
         """A fresh copy of the pretrained weak LM with its judgment head."""

@@ -127,10 +127,13 @@ class CodeWorld:
     name = "code"
     task = "Is the stated output of this tiny program correct? (1 = correct)"
 
+    def __init__(self, n_programs: int = 60000) -> None:
+        self.n_programs = n_programs
+
     def problems(self, rng: random.Random) -> list[Problem]:
         """A deterministic sample of distinct programs whose second statement reads the first's result."""
         out, seen = [], set()
-        while len(out) < 14000:
+        while len(out) < self.n_programs:
             init = {v: rng.randrange(10) for v in _VARS}
             first = rng.choice(_VARS)
             other = "b" if first == "a" else "a"

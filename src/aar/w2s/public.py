@@ -1,0 +1,151 @@
+"""The agent-visible view of a testbed, and the server's ground-truth bundle.
+
+An agent (and its sandbox) gets only the *public view*: unlabelled inputs of ``train_unlabel``,
+``dev`` and ``test``, the weak teacher's outputs for a few seeds, and the strong model's
+checkpoint. No label, no public/private assignment, no weak checkpoint or ``train_label`` data
+(which would let an agent re-derive labels) is in it. The *vault bundle* (labels, halves,
+reference predictions) goes to the scoring server only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from aar.w2s.cache import CacheError, build_atomically, key_of, load_json
+from aar.w2s.data import Dataset, Example, write_json_atomic
+from aar.w2s.methods.base import TeacherOutputs
+from aar.w2s.models.judge import TinyJudge
+from aar.w2s.models.tiny import GPT, GPTConfig
+from aar.w2s.testbeds.registry import Testbed
+from aar.w2s.train import TrainConfig
+from aar.w2s.vault import VaultBundle
+
+VISIBLE_SPLITS = ("train_unlabel", "dev", "test")
+
+
+def split_halves(testbed_name: str, ids: Sequence[str]) -> dict[str, str]:
+    """Stable public/private assignment: ids sorted by a hash of (testbed, id), first half public."""
+    order = sorted(ids, key=lambda i: hashlib.sha256(f"{testbed_name}/{i}".encode()).hexdigest())
+    half = len(order) // 2
+    return {i: ("public" if k < half else "private") for k, i in enumerate(order)}
+
+
+@dataclass
+class PublicTestbed:
+    """A testbed as an agent sees it: inputs without labels, teacher outputs, the strong model."""
+
+    __test__ = False  # not a pytest test class
+
+    name: str
+    path: Path
+    dataset: Dataset  # train_label empty, every label None
+    strong_train: TrainConfig
+    seeds: list[int]
+
+    def strong_model(self) -> TinyJudge:
+        """A fresh copy of the pretrained strong LM with its judgment head."""
+        blob = torch.load(self.path / "strong.pt", weights_only=True)
+        gpt = GPT(GPTConfig(**blob["config"]))
+        gpt.load_state_dict(blob["state"])
+        gpt.eval()
+        return TinyJudge(gpt)
+
+    def teacher(self, seed: int) -> TeacherOutputs:
+        """The weak teacher's outputs for ``seed`` (only the exported seeds exist)."""
+        f = self.path / f"teacher-s{seed}.json"
+        if not f.exists():
+            raise CacheError(
+                f"no teacher outputs for seed {seed} in {self.path}; exported seeds: {self.seeds}"
+            )
+        return TeacherOutputs({k: float(v) for k, v in load_json(f)["probs"].items()})
+
+
+def export_public_view(testbed: Testbed, dest: Path, seeds: Sequence[int]) -> Path:
+    """Write ``testbed``'s public view to ``dest`` (atomically); returns ``dest``."""
+    from aar.w2s.experiment import teacher_outputs
+
+    def build(tmp: Path) -> None:
+        splits = {s: testbed.dataset.inputs(s) for s in VISIBLE_SPLITS}
+        Dataset(testbed.name, {"train_label": [], **splits}).save(tmp / "inputs.json")
+        for seed in seeds:
+            probs = teacher_outputs(testbed, seed).probs
+            visible = {e.id: probs[e.id] for s in VISIBLE_SPLITS for e in splits[s]}
+            write_json_atomic(tmp / f"teacher-s{seed}.json", {"seed": seed, "probs": visible})
+        shutil.copyfile(testbed.path / "strong.pt", tmp / "strong.pt")
+        write_json_atomic(
+            tmp / "view.json",
+            {
+                "name": testbed.name,
+                "description": testbed.spec.description,
+                "task": testbed.spec.world,
+                "sizes": {s: len(v) for s, v in splits.items()},
+                "seeds": list(seeds),
+                "strong_train": testbed.spec.strong_train.to_dict(),
+            },
+        )
+
+    return build_atomically(Path(dest), build)
+
+
+def load_public_view(path: Path) -> PublicTestbed:
+    """Open a public view written by :func:`export_public_view`."""
+    path = Path(path)
+    if not (path / "COMPLETE").exists():
+        raise CacheError(f"{path} is not a complete testbed view")
+    meta = load_json(path / "view.json")
+    data = Dataset.load(path / "inputs.json")
+    for xs in data.splits.values():
+        if any(e.label is not None for e in xs):
+            raise CacheError(f"{path} carries labels: refusing to use it as a public view")
+    return PublicTestbed(meta["name"], path, data, TrainConfig(**meta["strong_train"]), list(meta["seeds"]))
+
+
+def build_vault_bundle(
+    testbed: Testbed,
+    seeds: Sequence[int],
+    baselines: Sequence[str] = (),
+    on_progress: Callable[[str], None] | None = None,
+) -> VaultBundle:
+    """The server's bundle: test labels, halves, weak/ceiling and shipped-baseline predictions per seed.
+
+    Cached in the testbed folder, keyed by seeds and baselines.
+    """
+    from aar.w2s.experiment import ceiling_probs, run_method, teacher_outputs
+    from aar.w2s.methods.registry import get_method
+
+    say = on_progress or (lambda _m: None)
+    cache = testbed.path / f"vault-{key_of({'seeds': list(seeds), 'baselines': list(baselines)})}.json"
+    if cache.exists():
+        try:
+            return VaultBundle.load(cache)
+        except ValueError as e:
+            raise CacheError(f"corrupt vault bundle {cache}: {e}; delete it to rebuild") from e
+    test: list[Example] = testbed.dataset.splits["test"]
+    ids = [e.id for e in test]
+    refs: dict[str, list[dict[str, float]]] = {"weak": [], "ceiling": []}
+    for seed in seeds:
+        say(f"seed {seed}: weak teacher and ceiling")
+        t = teacher_outputs(testbed, seed).probs
+        refs["weak"].append({i: t[i] for i in ids})
+        c = ceiling_probs(testbed, seed)
+        refs["ceiling"].append({i: c[i] for i in ids})
+    for name in baselines:
+        refs[name] = []
+        for seed in seeds:
+            say(f"baseline {name}: seed {seed}")
+            refs[name].append(run_method(testbed, get_method(name), seed).probs)
+    bundle = VaultBundle(
+        testbed_id=testbed.name,
+        description=testbed.spec.description,
+        labels={e.id: int(e.label) for e in test},
+        halves=split_halves(testbed.name, ids),
+        references=refs,
+    )
+    bundle.save(cache)
+    return bundle
