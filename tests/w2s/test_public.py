@@ -21,7 +21,7 @@ def test_public_view_has_no_labels_and_runs_methods(tmp_path, math_tiny):
     assert np.allclose(list(a.probs.values()), [b.probs[k] for k in a.probs], atol=1e-6)
 
 
-def split_halves_are_stable_and_balanced():
+def test_halves_are_stable_and_balanced():
     ids = [f"x{i}" for i in range(101)]
     h = split_halves("math", ids)
     assert h == split_halves("math", list(reversed(ids)))
