@@ -2,7 +2,7 @@ import random
 
 from aar.w2s.testbeds.build import make_dataset
 from aar.w2s.testbeds.registry import TESTBEDS
-from aar.w2s.testbeds.worlds import ChatWorld, CodeWorld, MathWorld, _run
+from aar.w2s.testbeds.worlds import ChatWorld, CodeWorld, MathWorld, _eval
 
 
 def test_math_answers_and_popular_error():
@@ -16,11 +16,11 @@ def test_math_answers_and_popular_error():
 
 
 def test_code_execution_and_stale_read():
-    env = _run([("a", "a", "+", "b"), ("b", "a", "-", "2")], {"a": 3, "b": 5}, stale=False)
-    assert env == {"a": 8, "b": 6}
-    stale = _run([("a", "a", "+", "b"), ("b", "a", "-", "2")], {"a": 3, "b": 5}, stale=True)
-    assert stale["b"] == 1
-    for p in CodeWorld().problems(random.Random(1))[:200]:
+    init = {"a": 3, "b": 5, "c": 0}
+    assert _eval(init, [("a", 7)], ("a", "+", "b"), stale=False) == 2
+    assert _eval(init, [("a", 7)], ("a", "+", "b"), stale=True) == 8
+    assert _eval(init, [("a", 7), ("b", 9)], ("a", "-", "b"), stale=False) == 8
+    for p in CodeWorld(n_programs=300).problems(random.Random(1)):
         assert p.answer not in p.near_misses and len(p.answer) == 1
 
 

@@ -69,7 +69,7 @@ for _name in ("math", "code", "chat"):
         strong=ModelSpec(n_layer=2, d_model=48, n_head=2, steps=800),
         weak=ModelSpec(n_layer=1, d_model=16, n_head=2, steps=20),
         sizes=_TINY,
-        world_kwargs={"chat": {"n_creatures": 200}, "code": {"n_programs": 8000}}.get(_name, {}),
+        world_kwargs={"chat": {"n_creatures": 200}, "code": {"n_programs": 15000}}.get(_name, {}),
         strong_train=TrainConfig(epochs=2, lr=1e-3),
         description=f"Tiny, uncalibrated {_name} testbed for tests and smoke runs.",
     )

@@ -108,21 +108,26 @@ class MathWorld:
 
 
 # ----------------------------------------------------------------------------------------- code
-_VARS = "ab"
+_VARS = "abc"
 
 
-def _run(stmts: list[tuple[str, str, str, str]], init: dict[str, int], stale: bool) -> dict[str, int]:
+def _eval(
+    init: dict[str, int], updates: list[tuple[str, int]], expr: tuple[str, str, str], stale: bool
+) -> int:
     env = dict(init)
-    for dst, x, op, y in stmts:
-        src = init if stale else env
-        xv = src[x] if x in src else int(x)
-        yv = src[y] if y in src else int(y)
-        env[dst] = (xv + yv) % 10 if op == "+" else (xv - yv) % 10 if op == "-" else (xv * yv) % 10
-    return env
+    if not stale:
+        for var, value in updates:
+            env[var] = value
+    x, op, y = expr
+    return (env[x] + env[y]) % 10 if op == "+" else (env[x] - env[y]) % 10
 
 
 class CodeWorld:
-    """Two-statement programs over two digit variables (arithmetic mod 10) and their printed output."""
+    """Programs that bind three digit variables, rebind some, and print an expression (mod 10).
+
+    The popular error is the stale read: evaluating with a variable's first binding instead of
+    its latest one.
+    """
 
     name = "code"
     task = "Is the stated output of this tiny program correct? (1 = correct)"
@@ -131,28 +136,19 @@ class CodeWorld:
         self.n_programs = n_programs
 
     def problems(self, rng: random.Random) -> list[Problem]:
-        """A deterministic sample of distinct programs whose second statement reads the first's result."""
+        """A deterministic sample of distinct programs."""
         out, seen = [], set()
         while len(out) < self.n_programs:
             init = {v: rng.randrange(10) for v in _VARS}
-            first = rng.choice(_VARS)
-            other = "b" if first == "a" else "a"
-            stmts = [
-                (first, rng.choice(_VARS), rng.choice("+-"), rng.choice([*_VARS, str(rng.randrange(1, 10))])),
-                (other, first, rng.choice("+-"), rng.choice([*_VARS, str(rng.randrange(1, 10))])),
-            ]
-            target = other
-            text = (
-                ";".join(f"{v}={init[v]}" for v in _VARS)
-                + ";"
-                + ";".join(f"{d}={x}{o}{y}" for d, x, o, y in stmts)
-            )
-            prompt = f"{text};print({target})>"
+            updates = [(rng.choice(_VARS), rng.randrange(10)) for _ in range(rng.choice((1, 2)))]
+            expr = (rng.choice(_VARS), rng.choice("+-"), rng.choice(_VARS))
+            text = ";".join(f"{v}={init[v]}" for v in _VARS) + ";" + ";".join(f"{v}={x}" for v, x in updates)
+            prompt = f"{text};print({''.join(expr)})>"
             if prompt in seen:
                 continue
             seen.add(prompt)
-            right = _run(stmts, init, stale=False)[target]
-            wrong = _run(stmts, init, stale=True)[target]
+            right = _eval(init, updates, expr, stale=False)
+            wrong = _eval(init, updates, expr, stale=True)
             misses = tuple(str(d) for d in range(10) if d not in (right, wrong))
             out.append(Problem(prompt, prompt, str(right), str(wrong) if wrong != right else None, misses))
         return out
