@@ -83,9 +83,13 @@ def _pretrain_one(
     )
 
 
+BUILD_VERSION = 1  # bump when pretraining or splitting changes: it is part of the cache key
+
+
 def testbed_dir(spec: TestbedSpec, home: Path) -> Path:
-    """Cache folder of ``spec`` (named after its cache key)."""
-    return home / "testbeds" / f"{spec.name}-{key_of(spec.to_dict())}"
+    """Cache folder of ``spec``, named after a key of the spec, the world's and the builder's versions."""
+    key = key_of({"spec": spec.to_dict(), "world": WORLDS[spec.world].version, "build": BUILD_VERSION})
+    return home / "testbeds" / f"{spec.name}-{key}"
 
 
 def build_testbed(

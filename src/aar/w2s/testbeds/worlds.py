@@ -37,6 +37,7 @@ class World(Protocol):
 
     name: str
     task: str
+    version: int
 
     def problems(self, rng: random.Random) -> list[Problem]:
         """All underlying problems of the world, in a deterministic order for ``rng``."""
@@ -70,6 +71,7 @@ class MathWorld:
     """Two-digit addition and subtraction; judgments ask whether a stated result is correct."""
 
     name = "math"
+    version = 1  # bump when generation changes: it is part of the cache key
     task = "Is the stated result of this two-digit addition or subtraction correct? (1 = correct)"
 
     def problems(self, rng: random.Random) -> list[Problem]:
@@ -130,6 +132,7 @@ class CodeWorld:
     """
 
     name = "code"
+    version = 2
     task = "Is the stated output of this tiny program correct? (1 = correct)"
 
     def __init__(self, n_programs: int = 60000) -> None:
@@ -177,6 +180,7 @@ class ChatWorld:
     """Dialogue about a generated bestiary; judgments ask which of two assistant answers is better."""
 
     name = "chat"
+    version = 1
     task = "Which of two assistant answers is better, A or B? (1 = A)"
 
     def __init__(self, n_creatures: int = 400, exception_rate: float = 0.2, beliefs: int = 1) -> None:
