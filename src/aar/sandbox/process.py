@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ from typing import IO
 
 from aar.sandbox import bwrap as bw
 from aar.sandbox.limits import Limits, rlimits_for
-from aar.sandbox.proctree import TreeSample, kill_tree, sample_tree
+from aar.sandbox.proctree import TreeSample, kill_tree, sample_tree, tree_pss_mb
 from aar.sandbox.spec import SandboxResult, SandboxSpec, SandboxUnavailable, resolve
 from aar.sandbox.workspace import disk_usage_bytes
 
@@ -87,6 +88,7 @@ class SandboxProcess:
         self._workspace = resolve(spec.workspace)
         self._disk_start = disk_usage_bytes(self._workspace)
         self.disk_growth_bytes = 0
+        self._pidfd = os.pidfd_open(popen.pid)
         self._watchdog = threading.Thread(target=self._watch, name=f"sandbox-{run_id}", daemon=True)
         self._watchdog.start()
 
@@ -149,16 +151,19 @@ class SandboxProcess:
         sample = TreeSample([], 0.0, 0.0, 0, 0)
         while self.popen.poll() is None:
             sample = sample_tree(self.popen.pid)
+            memory = sample.rss_mb
+            if memory > limits.memory_mb:  # RSS over-counts shared pages: confirm with PSS
+                memory = tree_pss_mb(sample.pids)
             self.cpu_seconds = max(self.cpu_seconds, sample.cpu_seconds)
-            self.peak_memory_mb = max(self.peak_memory_mb, sample.rss_mb)
+            self.peak_memory_mb = max(self.peak_memory_mb, memory)
             self.peak_tasks = max(self.peak_tasks, sample.tasks)
             now = time.monotonic()
             if now - self._started > limits.wall_seconds:
                 self._breach("wall", now - self._started, limits.wall_seconds, sample)
             elif sample.cpu_seconds > limits.cpu_seconds:
                 self._breach("cpu", sample.cpu_seconds, limits.cpu_seconds, sample)
-            elif sample.rss_mb > limits.memory_mb:
-                self._breach("memory", sample.rss_mb, limits.memory_mb, sample)
+            elif memory > limits.memory_mb:
+                self._breach("memory", memory, limits.memory_mb, sample)
             elif sample.tasks >= limits.max_processes:
                 self._breach("processes", sample.tasks, limits.max_processes, sample)
             else:
@@ -173,11 +178,13 @@ class SandboxProcess:
                         self._breach("disk", growth / 2**20, limits.disk_mb, sample)
             if self.killed_reason is not None:
                 break
-            time.sleep(limits.poll_seconds)
+            # Sleep until the next sample, or until the process exits (no exit latency).
+            select.select([self._pidfd], [], [], limits.poll_seconds)
         try:
             self.popen.wait()
         finally:
             self._ended = time.monotonic()
+            os.close(self._pidfd)
         growth = disk_usage_bytes(self._workspace) - self._disk_start
         self.disk_growth_bytes = max(self.disk_growth_bytes, growth)
         if self.killed_reason is None and self.popen.returncode == SIGXCPU_EXIT:

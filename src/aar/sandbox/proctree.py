@@ -18,7 +18,7 @@ class TreeSample:
 
     pids: list[int]
     cpu_seconds: float  # live processes plus the reaped children they waited for
-    rss_mb: float  # proportional set size (PSS) where the kernel offers it, else RSS
+    rss_mb: float  # sum of RSS: an upper bound (pages shared after fork count once per process)
     tasks: int  # processes + threads, what RLIMIT_NPROC counts
     written_bytes: int  # wchar of live processes plus their reaped children
 
@@ -69,6 +69,23 @@ def _pss_kib(pid: int) -> int | None:
     return None
 
 
+def tree_pss_mb(pids: list[int]) -> float:
+    """Sum of PSS over ``pids`` (shared pages split between users); RSS where PSS is unavailable.
+
+    Costs a page-table walk per process (milliseconds for a large one), so the watchdog only
+    asks for it when the cheap RSS sum is already over the limit.
+    """
+    total = 0
+    for pid in pids:
+        pss = _pss_kib(pid)
+        if pss is not None:
+            total += pss * 1024
+        else:
+            fields = _stat_fields(pid)
+            total += int(fields[21]) * PAGE if fields else 0
+    return total / 2**20
+
+
 def _wchar(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/io") as handle:
@@ -96,8 +113,7 @@ def sample_tree(root: int) -> TreeSample:
         # ... num_threads(17) ... rss(21)
         ticks += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
         tasks += int(fields[17])
-        pss = _pss_kib(pid)
-        rss += pss * 1024 if pss is not None else int(fields[21]) * PAGE
+        rss += int(fields[21]) * PAGE
         written += _wchar(pid)
     return TreeSample(pids, ticks / CLK_TCK, rss / 2**20, tasks, written)
 
