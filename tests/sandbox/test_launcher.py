@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.sandbox.conftest import UID_A, Host
 
 from aar.sandbox import (
     Limits,
@@ -26,6 +25,8 @@ from aar.sandbox import (
 )
 from aar.sandbox import bwrap as bw
 from aar.sandbox.bwrap import SandboxSupport, find_bwrap
+
+from .conftest import UID_A, Host
 
 FAST = Limits(memory_mb=256, cpu_seconds=10, wall_seconds=20, max_processes=32, disk_mb=16, poll_seconds=0.05)
 

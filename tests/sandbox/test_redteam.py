@@ -16,10 +16,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.sandbox.conftest import UID_A, UID_BOMB, Host
 
 from aar.sandbox import Limits, WorkspaceEscape, read_workspace_file, run_sandboxed
 from aar.sandbox.bwrap import python_paths
+
+from .conftest import UID_A, UID_BOMB, Host
 
 # Small limits keep the resource attacks fast.
 HOSTILE_LIMITS = Limits(memory_mb=64, cpu_seconds=2, wall_seconds=20, max_processes=20, disk_mb=5,

@@ -1,6 +1,7 @@
 """Launcher stage between the supervisor and bubblewrap. Standard library only.
 
-Run as ``python -I -S _enter.py FD`` where FD holds a JSON plan written by ``bwrap.py``. When
+Run as ``python -I -S _enter.py FD`` where FD holds a plan written by ``bwrap.py`` (``marshal``
+format: builtin, so the helper starts without importing ``json``). When
 the supervisor is root it:
 
 1. enters a private mount namespace (nothing it mounts is visible on the host);
@@ -18,7 +19,7 @@ In ``unsafe`` mode it only applies the rlimits and execs the command directly.
 """
 
 import ctypes
-import json
+import marshal
 import os
 import resource
 import stat
@@ -104,7 +105,7 @@ def _apply_rlimits(rlimits: dict) -> None:
 def main() -> None:
     fd = int(sys.argv[1])
     with os.fdopen(fd, "rb") as handle:
-        plan = json.loads(handle.read())
+        plan = marshal.loads(handle.read())
     try:
         if plan["mode"] == "unsafe":
             os.chdir(plan["cwd"])

@@ -106,7 +106,7 @@ def sandbox_path_env(spec: SandboxSpec) -> dict[str, str]:
 def build_plan(
     cmd: list[str], spec: SandboxSpec, *, bwrap: str, privileged: bool, nproc_base: int = 0
 ) -> dict:
-    """The JSON plan ``_enter.py`` executes: bind sources, bwrap options, uid, rlimits.
+    """The plan ``_enter.py`` executes: bind sources, bwrap options, uid, rlimits.
 
     Bind sources are given by index (``[i]``) so that the launcher can substitute their staged
     location. Order matters to bubblewrap: mounts are applied in sequence, so the private

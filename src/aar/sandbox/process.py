@@ -11,8 +11,8 @@ Audit events (plain dicts handed to the ``audit`` callback, all with ``event``, 
 
 from __future__ import annotations
 
-import json
 import logging
+import marshal
 import os
 import select
 import subprocess
@@ -214,10 +214,10 @@ class SandboxProcess:
 
 
 def _launch(plan: dict, *, stdin, stdout, stderr) -> subprocess.Popen:
-    """Start ``_enter.py`` with the plan on an inherited memfd, in a new session, with no env."""
+    """Start ``_enter.py`` with the plan (marshal) on an inherited memfd, in a new session, no env."""
     plan_fd = os.memfd_create("aar-sandbox-plan", 0)
     try:
-        os.write(plan_fd, json.dumps(plan).encode())
+        os.write(plan_fd, marshal.dumps(plan))
         os.lseek(plan_fd, 0, os.SEEK_SET)
         return subprocess.Popen(
             [resolve(sys.executable), "-I", "-S", bw.ENTER_SCRIPT, str(plan_fd)],
