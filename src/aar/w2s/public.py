@@ -20,6 +20,7 @@ import torch
 from aar.w2s.cache import CacheError, build_atomically, key_of, load_json
 from aar.w2s.data import Dataset, Example, write_json_atomic
 from aar.w2s.methods.base import TeacherOutputs
+from aar.w2s.models.base import JudgeModel
 from aar.w2s.models.judge import TinyJudge
 from aar.w2s.models.tiny import GPT, GPTConfig
 from aar.w2s.testbeds.registry import Testbed
@@ -47,9 +48,14 @@ class PublicTestbed:
     dataset: Dataset  # train_label empty, every label None
     strong_train: TrainConfig
     seeds: list[int]
+    strong_ref: dict | None = None  # Hugging Face model settings, where the view has no strong.pt
 
-    def strong_model(self) -> TinyJudge:
+    def strong_model(self) -> JudgeModel:
         """A fresh copy of the pretrained strong LM with its judgment head."""
+        if self.strong_ref is not None:
+            from aar.w2s.models.hf import HFJudge, HFModelSpec
+
+            return HFJudge(HFModelSpec.from_dict(self.strong_ref))
         blob = torch.load(self.path / "strong.pt", weights_only=True)
         gpt = GPT(GPTConfig(**blob["config"]))
         gpt.load_state_dict(blob["state"])
@@ -77,10 +83,15 @@ def export_public_view(testbed: Testbed, dest: Path, seeds: Sequence[int]) -> Pa
             probs = teacher_outputs(testbed, seed).probs
             visible = {e.id: probs[e.id] for s in VISIBLE_SPLITS for e in splits[s]}
             write_json_atomic(tmp / f"teacher-s{seed}.json", {"seed": seed, "probs": visible})
-        shutil.copyfile(testbed.path / "strong.pt", tmp / "strong.pt")
+        # built-in testbeds ship their small strong checkpoint; imported ones name their (large,
+        # read-only) strong model instead of copying it
+        ref = testbed.public_strong_model() if hasattr(testbed, "public_strong_model") else None
+        if ref is None:
+            shutil.copyfile(testbed.path / "strong.pt", tmp / "strong.pt")
         write_json_atomic(
             tmp / "view.json",
             {
+                **({"strong_model": ref} if ref is not None else {}),
                 "name": testbed.name,
                 "description": testbed.spec.description,
                 "task": testbed.spec.world,
@@ -103,7 +114,14 @@ def load_public_view(path: Path) -> PublicTestbed:
     for xs in data.splits.values():
         if any(e.label is not None for e in xs):
             raise CacheError(f"{path} carries labels: refusing to use it as a public view")
-    return PublicTestbed(meta["name"], path, data, TrainConfig(**meta["strong_train"]), list(meta["seeds"]))
+    return PublicTestbed(
+        meta["name"],
+        path,
+        data,
+        TrainConfig(**meta["strong_train"]),
+        list(meta["seeds"]),
+        meta.get("strong_model"),
+    )
 
 
 def build_vault_bundle(

@@ -25,10 +25,27 @@ class TrainConfig:
     lr: float = 5e-4
     batch_size: int = 32
     weight_decay: float = 0.0
+    # Optional, for large models (the Hugging Face backend). At their defaults the loop behaves
+    # exactly as without them, and :meth:`to_dict` leaves them out so cache keys do not change.
+    grad_accum_steps: int = 1  # split each batch of ``batch_size`` into this many micro-batches
+    warmup_frac: float = 0.0  # share of optimizer steps with linear warmup before the linear decay
+
+    def __post_init__(self) -> None:
+        if self.grad_accum_steps < 1 or self.grad_accum_steps > self.batch_size:
+            raise ValueError(f"grad_accum_steps must be in [1, batch_size], got {self.grad_accum_steps}")
+        if not 0.0 <= self.warmup_frac < 1.0:
+            raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
 
     def to_dict(self) -> dict:
-        """JSON-ready dict."""
-        return asdict(self)
+        """JSON-ready dict (the optional large-model fields only where they differ from their defaults)."""
+        d = asdict(self)
+        for k in _OPTIONAL_DEFAULTS:
+            if d[k] == _OPTIONAL_DEFAULTS[k]:
+                del d[k]
+        return d
+
+
+_OPTIONAL_DEFAULTS = {"grad_accum_steps": 1, "warmup_frac": 0.0}
 
 
 Loss = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
@@ -68,6 +85,10 @@ def finetune(
     total = steps_per_epoch * cfg.epochs
     step = 0
     model.train(True)
+    if cfg.grad_accum_steps > 1 or cfg.warmup_frac > 0:
+        _finetune_accumulated(model, examples, t, w, cfg, loss_fn, opt, params, gen, total)
+        model.train(False)
+        return model
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=gen).tolist()
         for i in range(0, n, cfg.batch_size):
@@ -89,3 +110,41 @@ def finetune(
             step += 1
     model.train(False)
     return model
+
+
+def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    """Linear warmup over ``warmup_frac`` of the steps, then linear decay to 0 (HF's linear schedule)."""
+    warm = int(np.ceil(cfg.warmup_frac * total))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    return cfg.lr * max(0.0, (total - step) / max(1, total - warm))
+
+
+def _finetune_accumulated(model, examples, t, w, cfg, loss_fn, opt, params, gen, total) -> None:
+    """The loop of :func:`finetune` with gradient accumulation and warmup (large models).
+
+    Each optimizer step still sees ``batch_size`` examples (one shuffled batch, the same batches as
+    the plain loop), split into ``grad_accum_steps`` micro-batches whose losses add up to the
+    batch's (weighted) mean. Losses that use batch statistics (``aux_conf``'s threshold) see
+    micro-batches.
+    """
+    n = len(examples)
+    step = 0
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n, generator=gen).tolist()
+        for i in range(0, n, cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            denom = float(len(idx)) if w is None else max(float(w[idx].sum()), 1e-8)
+            micro = -(-len(idx) // cfg.grad_accum_steps)
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(cfg, step, total)
+            opt.zero_grad(set_to_none=True)
+            for k in range(0, len(idx), micro):
+                part = idx[k : k + micro]
+                logits = model.logits([examples[j] for j in part])
+                per = loss_fn(logits, torch.from_numpy(t[part]), step / total)
+                value = per.sum() if w is None else (per * torch.from_numpy(w[part])).sum()
+                (value / denom).backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,6 +20,9 @@ from aar.w2s.models.tiny import GPT, GPTConfig
 from aar.w2s.testbeds.build import Progress, build_testbed, testbed_dir
 from aar.w2s.testbeds.spec import ModelSpec, TestbedSpec
 from aar.w2s.train import TrainConfig
+
+if TYPE_CHECKING:
+    from aar.w2s.testbeds.imported import ImportedTestbed
 
 _FULL = {"train_label": 500, "train_unlabel": 3000, "dev": 500, "test": 2000}
 _TINY = {"train_label": 150, "train_unlabel": 600, "dev": 100, "test": 300}
@@ -85,8 +89,18 @@ class UnknownTestbedError(KeyError):
 def get_spec(name: str) -> TestbedSpec:
     """The spec of a registered testbed; raises :class:`UnknownTestbedError` with the known names."""
     if name not in TESTBEDS:
-        raise UnknownTestbedError(f"unknown testbed '{name}'; known testbeds: {', '.join(sorted(TESTBEDS))}")
+        from aar.w2s.testbeds.imported import imported_names
+
+        imported = imported_names(aar_home())
+        if name in imported:
+            raise UnknownTestbedError(f"'{name}' is an imported testbed: it has no built-in spec to build")
+        raise _unknown(name, imported)
     return TESTBEDS[name]
+
+
+def _unknown(name: str, imported: list[str]) -> UnknownTestbedError:
+    known = ", ".join([*sorted(TESTBEDS), *(f"{n} (imported)" for n in imported)])
+    return UnknownTestbedError(f"unknown testbed '{name}'; known testbeds: {known}")
 
 
 @dataclass
@@ -140,8 +154,21 @@ def is_built(name: str, home: Path | None = None) -> bool:
     return (testbed_dir(get_spec(name), home or aar_home()) / "COMPLETE").exists()
 
 
-def load_testbed(name: str, home: Path | None = None, progress: Progress | None = None) -> Testbed:
-    """Load a testbed, building it first if its cache entry is missing."""
+def load_testbed(
+    name: str, home: Path | None = None, progress: Progress | None = None
+) -> Testbed | ImportedTestbed:
+    """Load a testbed, building it first if its cache entry is missing.
+
+    Names that are not built-in are looked up among the imported testbeds
+    (:mod:`aar.w2s.testbeds.imported`, under ``<home>/imported/``).
+    """
+    if name not in TESTBEDS:
+        from aar.w2s.testbeds.imported import imported_names, load_imported
+
+        imported = imported_names(home or aar_home())
+        if name in imported:
+            return load_imported(name, home or aar_home())
+        raise _unknown(name, imported)
     spec = get_spec(name)
     path = build_testbed(spec, home or aar_home(), progress)
     meta = load_json(path / "spec.json")

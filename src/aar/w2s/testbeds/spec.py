@@ -50,4 +50,7 @@ class TestbedSpec:
 
     def to_dict(self) -> dict:
         """JSON-ready dict (also the input of the cache key)."""
-        return asdict(self)
+        d = asdict(self)
+        # TrainConfig.to_dict leaves out optional fields at their defaults: keeps cache keys stable
+        d["weak_train"], d["strong_train"] = self.weak_train.to_dict(), self.strong_train.to_dict()
+        return d
