@@ -215,7 +215,7 @@ class SandboxProcess:
 
 def _launch(plan: dict, *, stdin, stdout, stderr) -> subprocess.Popen:
     """Start ``_enter.py`` with the plan (marshal) on an inherited memfd, in a new session, no env."""
-    plan_fd = os.memfd_create("aar-sandbox-plan", 0)
+    plan_fd = os.memfd_create("aar-sandbox-plan", os.MFD_CLOEXEC)  # pass_fds opens it for the child only
     try:
         os.write(plan_fd, marshal.dumps(plan))
         os.lseek(plan_fd, 0, os.SEEK_SET)
