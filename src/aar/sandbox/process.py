@@ -100,14 +100,17 @@ class SandboxProcess:
 
     @property
     def stdin(self) -> IO[bytes] | None:
+        """Pipe to the sandbox's stdin (when launched with ``stdin=PIPE``)."""
         return self.popen.stdin
 
     @property
     def stdout(self) -> IO[bytes] | None:
+        """Pipe from the sandbox's stdout (when launched with ``stdout=PIPE``); drain it."""
         return self.popen.stdout
 
     @property
     def stderr(self) -> IO[bytes] | None:
+        """Pipe from the sandbox's stderr (when launched with ``stderr=PIPE``); drain it."""
         return self.popen.stderr
 
     def poll(self) -> int | None:
@@ -129,6 +132,7 @@ class SandboxProcess:
 
     @property
     def wall_seconds(self) -> float:
+        """Seconds since launch (until the end, once finished)."""
         end = self._ended if self._ended is not None else time.monotonic()
         return end - self._started
 
