@@ -344,5 +344,71 @@ def testbed_export(
     typer.echo(f"wrote {path}")
 
 
+@app.command()
+def campaign(
+    testbed: str = typer.Option("math", help="Testbed name (see `aar testbeds`)."),
+    agents: int = typer.Option(9, min=1, max=64, help="Number of automated researchers."),
+    minutes: float = typer.Option(15.0, min=0.1, help="Wall-clock budget per agent (they run in parallel)."),
+    dir: str | None = typer.Option(None, "--dir", help="Campaign directory (default ./campaigns/<time>)."),
+    resume: str | None = typer.Option(None, help="Continue the campaign in this directory."),
+    server: str | None = typer.Option(None, help="Attach to this server (http://host:port or unix:/path)."),
+    admin_token: str | None = typer.Option(None, envvar="AAR_ADMIN_TOKEN", help="Admin token of --server."),
+    same_direction: str | None = typer.Option(
+        None, help="Give every agent this direction (the identical-direction ablation)."
+    ),
+    directions: str | None = typer.Option(None, help="Add starting directions from a JSON or text file."),
+    submissions: int = typer.Option(24, min=1, help="Submissions per agent."),
+    total_submissions: int | None = typer.Option(None, help="Submissions for the whole campaign."),
+    agent_tokens: int | None = typer.Option(None, help="Token budget per agent (LLM backends)."),
+    agent_dollars: float | None = typer.Option(None, help="Dollar budget per agent (LLM backends)."),
+    total_dollars: float | None = typer.Option(None, help="Dollar budget for the campaign (LLM backends)."),
+    seed: int = typer.Option(0, help="Campaign seed (each agent's researcher seed derives from it)."),
+    backend: str = typer.Option("offline", help="Agent backend ('offline': the built-in researcher)."),
+    unsafe_no_sandbox: bool = typer.Option(
+        False, "--unsafe-no-sandbox", help="Run agents WITHOUT bubblewrap isolation."
+    ),
+    report: bool = typer.Option(True, help="Write the report at the end."),
+) -> None:
+    """Run automated researchers in parallel on a testbed, scored by a server; resumable; reported."""
+    from aar.campaign.orchestrator import CampaignOptions, run_campaign
+    from aar.sandbox import SandboxUnavailable
+
+    opts = CampaignOptions(
+        testbed=testbed, agents=agents, minutes=minutes, dir=dir, server=server, admin_token=admin_token,
+        same_direction=same_direction, directions_file=directions, submissions=submissions,
+        total_submissions=total_submissions, agent_tokens=agent_tokens, agent_dollars=agent_dollars,
+        total_dollars=total_dollars, seed=seed, backend=backend, unsafe_no_sandbox=unsafe_no_sandbox,
+    )
+    try:
+        run_campaign(None if resume else opts, resume=resume, report=report)
+    except (SandboxUnavailable, FileExistsError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@app.command("report")
+def report_cmd(dirs: list[str] = typer.Argument(..., help="Campaign directories.")) -> None:
+    """Write DIR/report.md, report.json and the PGR-vs-agent-hours PNG; compare several campaigns."""
+    import json
+    from pathlib import Path
+
+    from aar.campaign.report import report_dir
+
+    for d in dirs:
+        try:
+            path = report_dir(d)
+        except FileNotFoundError as e:
+            _fail(str(e))
+        r = json.loads((Path(d) / "report.json").read_text())
+        how = f"same direction {r['same_direction']}" if r["same_direction"] else "diverse directions"
+        typer.echo(
+            f"{path}: {r['testbed']}, {r['n_agents']} agents ({how}): best private PGR "
+            f"{r['best_private_pgr']} vs best baseline {r['best_baseline']} "
+            f"{r['best_baseline_private_pgr']}; "
+            f"{r['submissions']} submissions, {r['agent_hours']} agent-hours"
+        )
+
+
 if __name__ == "__main__":
     app()

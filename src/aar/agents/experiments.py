@@ -1,0 +1,124 @@
+"""Running an agent's experiments in child processes under a timeout that kills the whole process group.
+
+An experiment is a method (shipped name or a ``.py`` file in the workspace) with parameters, over
+one or more seeds, predicting the dev and/or test inputs of the agent's public view. Its outputs
+stay in the workspace under ``runs/<run id>/``; a hung or runaway experiment is killed with its
+whole group when the timeout (or the agent's remaining time) runs out, and the agent goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from aar.agents.procs import start_group, wait_or_kill
+
+
+@dataclass
+class ExperimentResult:
+    """Outcome of one experiment: per-seed predictions (by example id) or an error."""
+
+    run_id: str
+    method: str
+    params: dict
+    seeds: list[int]
+    splits: list[str]
+    ok: bool
+    timed_out: bool = False
+    error: str | None = None
+    wall_seconds: float = 0.0
+    seconds: list[float] = field(default_factory=list)
+    probs: list[dict[str, float]] = field(default_factory=list)  # one per finished seed
+
+    def summary(self) -> dict:
+        """The result without its predictions (what a tool returns)."""
+        d = asdict(self)
+        d.pop("probs")
+        d["finished_seeds"] = self.seeds[: len(self.probs)]
+        return d
+
+
+class ExperimentRunner:
+    """Starts experiment workers for one agent, each in its own process group, with a timeout."""
+
+    def __init__(
+        self,
+        view: Path,
+        workspace: Path,
+        timeout_s: float = 300.0,
+        python: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Runner on the public view ``view``, keeping runs under ``workspace/runs``."""
+        self.view = Path(view)
+        self.runs_dir = Path(workspace) / "runs"
+        self.timeout_s = timeout_s
+        self.python = python or sys.executable
+        self.env = env
+
+    def _new_run_id(self) -> str:
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        n = sum(1 for p in self.runs_dir.iterdir() if p.is_dir())
+        return f"r{n + 1:04d}"
+
+    def run(
+        self,
+        method: str,
+        params: dict | None = None,
+        seeds: list[int] | tuple[int, ...] = (0,),
+        splits: tuple[str, ...] = ("dev", "test"),
+        timeout_s: float | None = None,
+    ) -> ExperimentResult:
+        """Run ``method`` with ``params`` for each seed; never raises for what the method does."""
+        run_id = self._new_run_id()
+        out = self.runs_dir / run_id
+        out.mkdir()
+        req = {
+            "view": str(self.view),
+            "method": method,
+            "params": params or {},
+            "seeds": list(seeds),
+            "splits": list(splits),
+            "out_dir": str(out),
+        }
+        (out / "request.json").write_text(json.dumps(req, indent=1))
+        limit = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
+        t0 = time.monotonic()
+        proc = start_group(
+            [self.python, "-m", "aar.agents.worker", str(out / "request.json")],
+            out / "worker.log",
+            env=self.env,
+            cwd=out,
+        )
+        code, timed_out = wait_or_kill(proc, limit)
+        res = ExperimentResult(
+            run_id,
+            method,
+            params or {},
+            list(seeds),
+            list(splits),
+            ok=False,
+            timed_out=timed_out,
+            wall_seconds=round(time.monotonic() - t0, 2),
+        )
+        for seed in seeds:
+            f = out / f"s{seed}.json"
+            if not f.exists():
+                break
+            blob = json.loads(f.read_text())
+            res.probs.append(blob["probs"])
+            res.seconds.append(blob["seconds"])
+            res.params = blob.get("params", res.params)
+        if timed_out:
+            res.error = f"timed out after {limit:.0f}s; the experiment's process group was killed"
+        elif (out / "error.txt").exists():
+            res.error = (out / "error.txt").read_text()[:2000]
+        elif code != 0:
+            tail = (out / "worker.log").read_text(errors="replace")[-1500:]
+            res.error = f"worker exited with status {code}: {tail}"
+        res.ok = res.error is None and len(res.probs) == len(res.seeds)
+        (out / "result.json").write_text(json.dumps(res.summary(), indent=1))
+        return res

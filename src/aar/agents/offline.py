@@ -1,0 +1,460 @@
+"""The built-in offline researcher: a research loop over the method library that needs no LLM.
+
+It acts only through the agent tools (:mod:`aar.agents.tools`), like any other backend. Its decision
+rule, one step at a time:
+
+1. **Read.** New ``finding`` posts by other agents: an idea whose linked submission the server shows
+   at or above my best public figure is queued as is, and combined with my incumbent.
+2. **Propose.** With an empty queue: my direction's starting points first, then one-step mutations of
+   my incumbent along my direction's knobs (occasionally any knob).
+3. **Screen.** Run the next candidate on one seed (dev + test inputs). Drop it when its label-free
+   diagnostics look degenerate: label balance far from the teacher's, or a copy of the teacher.
+4. **Submit.** When a screened candidate scores above my incumbent's screen score, or after
+   ``batch`` screens without a submission: confirm the best pending one on a second seed (it must agree
+   with itself) and submit it, while the submission budget lasts.
+5. **Learn.** A better public figure makes the candidate my incumbent and is posted with its evidence
+   (what I tried, what changed, the public figure, code hash, config). After ``patience`` submissions
+   without progress I post the negative results and restart from the next starting point.
+
+Screen score (no labels): agreement with the strong model's zero-shot prior plus agreement with the
+teacher on inputs where the two disagree count for nothing; what is left rewards predictions that
+are confident, balanced like the teacher and stable. See :func:`screen_score`.
+
+Deterministic given its seed and the forum it reads. Its state lives in ``state.json`` in the workspace,
+so a killed researcher resumes where it stopped; the server's record of its submissions wins over
+its own notes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from aar.agents.space import Config, combine, mutate
+from aar.agents.tools import AgentEnv, call_tool
+
+JSON_BLOCK = re.compile(r"```json\s*(\{.*?\})\s*```", re.S)
+
+
+@dataclass
+class ResearcherSettings:
+    """Knobs of the loop (the defaults are what campaigns use)."""
+
+    batch: int = 3  # screens after which the best pending candidate is submitted anyway
+    patience: int = 4  # submissions without progress before a restart and a negative-results post
+    explore: float = 0.25  # chance a mutation may move any knob, not only the direction's
+    max_cost: int = 2  # trainings per run (ensemble x rounds)
+    min_seed_agreement: float = 0.7
+    max_balance_shift: float = 0.2
+    min_step_seconds: float = 20.0  # stop when less time than this is left
+
+
+@dataclass
+class Record:
+    """What the researcher knows about one candidate."""
+
+    method: str
+    params: dict
+    origin: str
+    run_id: str | None = None
+    diag: dict | None = None
+    score: float | None = None
+    status: str = "queued"  # queued, rejected, pending, unstable, submitted, failed
+    note: str = ""
+    submission_id: int | None = None
+    released_pgr: float | None = None
+    improved: bool | None = None
+    artifact: str | None = None
+    seed_agreement: float | None = None
+
+    @property
+    def config(self) -> Config:
+        return Config.of(self.method, self.params)
+
+
+@dataclass
+class State:
+    """Everything needed to resume."""
+
+    seed: int
+    rng: list | None = None
+    records: dict[str, dict] = field(default_factory=dict)
+    queue: list[str] = field(default_factory=list)
+    incumbent: str | None = None
+    best_released: float | None = None
+    seen_post: int = 0
+    start_index: int = 0
+    since_submit: int = 0
+    since_progress: list[str] = field(default_factory=list)
+    posted: list[int] = field(default_factory=list)  # submission ids already posted about
+    replied: list[int] = field(default_factory=list)
+    n_submitted: int = 0
+    steps: int = 0
+    done: bool = False
+
+
+def screen_score(d: dict) -> float:
+    """Label-free score of a screened run: higher is more promising.
+
+    ``agreement_with_prior + agreement_with_teacher`` (where the strong model's prior and the teacher
+    agree, both reward the same answer; where they disagree, neither can), plus half the seed
+    stability when measured, minus twice the shift of the label balance away from the teacher's.
+    """
+    score = d.get("agreement_with_prior", 0.5) + d["agreement_with_teacher"]
+    score -= 2 * abs(d["label_balance"] - d["teacher_label_balance"])
+    if d.get("seed_agreement") is not None:
+        score += 0.5 * d["seed_agreement"]
+    return round(score, 4)
+
+
+class OfflineResearcher:
+    """The offline research loop for one agent; :meth:`run` until the deadline or the budget ends."""
+
+    def __init__(
+        self,
+        env: AgentEnv,
+        name: str,
+        direction: dict,
+        seed: int,
+        deadline: float,
+        max_submissions: int,
+        settings: ResearcherSettings | None = None,
+        log: Callable[[str], None] = print,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Researcher ``name`` starting from ``direction`` (a :class:`~aar.agents.directions.Direction`
+        as a dict), researching until the epoch time ``deadline``."""
+        self.env, self.name, self.direction = env, name, direction
+        self.region = direction.get("region", {})
+        self.deadline, self.max_submissions = deadline, max_submissions
+        self.s = settings or ResearcherSettings()
+        self.log, self.clock = log, clock
+        self.path = env.workspace / "state.json"
+        self.state = self._load(seed)
+        self.rng = random.Random(seed)
+        if self.state.rng is not None:
+            self.rng.setstate(_rng_state(self.state.rng))
+
+    # -- persistence -------------------------------------------------------------------------------
+    def _load(self, seed: int) -> State:
+        if self.path.exists():
+            return State(**json.loads(self.path.read_text()))
+        return State(seed=seed)
+
+    def save(self) -> None:
+        """Write the state atomically."""
+        self.state.rng = _jsonable(self.rng.getstate())
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self.state), indent=1))
+        tmp.replace(self.path)
+
+    def rec(self, key: str) -> Record:
+        return Record(**self.state.records[key])
+
+    def put(self, r: Record) -> None:
+        self.state.records[r.config.key] = asdict(r)
+
+    def tool(self, name: str, **args) -> dict:
+        out = call_tool(self.env, name, args)
+        if out.get("error"):
+            self.log(f"tool {name} failed: {str(out['error'])[:300]}")
+        return out
+
+    def time_left(self) -> float:
+        return self.deadline - self.clock()
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self) -> State:
+        """Research until the deadline, the submission budget, or nothing is left to try."""
+        self.reconcile()
+        while not self.state.done and self.time_left() > self.s.min_step_seconds:
+            if self.state.n_submitted >= self.max_submissions:
+                self.log("submission budget used up")
+                break
+            try:
+                if not self.step():
+                    break
+                errors = 0
+            except Exception as e:  # a bug or a surprise in one step must not end the research
+                errors = locals().get("errors", 0) + 1
+                self.log(f"step failed: {type(e).__name__}: {e}")
+                if errors >= 5:
+                    break
+            self.save()
+        self.save()
+        return self.state
+
+    def step(self) -> bool:
+        """One step of the decision rule; False when there is nothing left to do."""
+        self.state.steps += 1
+        self.read_forum()
+        if not self.state.queue:
+            self.propose()
+        if not self.state.queue:
+            self.log("nothing left to try")
+            return False
+        key = self.state.queue.pop(0)
+        self.screen(key)
+        pending = [k for k, r in self.state.records.items() if r["status"] == "pending"]
+        if pending:
+            best = max(pending, key=lambda k: self.state.records[k]["score"])
+            inc = self.state.records.get(self.state.incumbent or "", {}).get("score")
+            better = inc is None or self.state.records[best]["score"] > inc
+            if better or self.state.since_submit >= self.s.batch:
+                self.confirm_and_submit(best)
+        return True
+
+    def reconcile(self) -> None:
+        """Bring my notes in line with the server: submissions made before a kill are recorded."""
+        out = self.tool("my_submissions", limit=100)
+        by_run = {r["run_id"]: k for k, r in self.state.records.items() if r.get("run_id")}
+        for sub in out.get("items", []):
+            m = re.search(r"\(run (r\d+)\)", sub["description"])
+            key = by_run.get(m.group(1)) if m else None
+            if key is None:
+                continue
+            r = self.rec(key)
+            if r.submission_id is None:
+                r.submission_id, r.status = sub["id"], "submitted"
+                r.released_pgr, r.improved = sub["released_pgr"], sub["improved"]
+                r.artifact = sub["artifact_sha256"]
+                self.put(r)
+                self.state.n_submitted += 1
+                self.learn(key)
+        self.state.n_submitted = max(self.state.n_submitted, out.get("total", 0))
+        inc = self.state.incumbent
+        if inc and (sid := self.state.records[inc].get("submission_id")) and sid not in self.state.posted:
+            self.post_finding(inc)
+
+    # -- 1. read -----------------------------------------------------------------------------------
+    def read_forum(self) -> None:
+        """Queue promising ideas other agents posted (checked against the server's figures)."""
+        out = self.tool("forum_list", tag="finding", limit=50)
+        for post in sorted(out.get("items", []), key=lambda p: p["id"]):
+            if post["id"] <= self.state.seen_post:
+                continue
+            self.state.seen_post = post["id"]
+            if post["author"] == self.name or not post["submission_ids"]:
+                continue
+            m = JSON_BLOCK.search(post["body"])
+            if not m:
+                continue
+            try:
+                spec = json.loads(m.group(1))
+                idea = Config.of(str(spec["method"]), dict(spec.get("params") or {}))
+            except (ValueError, KeyError, TypeError):
+                continue
+            sub = self.tool("submission_info", submission_id=post["submission_ids"][0])
+            shown = sub.get("released_pgr")
+            if shown is None or (self.state.best_released is not None and shown < self.state.best_released):
+                continue
+            origin = f"import:post {post['id']} by {post['author']}"
+            self.enqueue(idea, origin, front=True)
+            if self.state.incumbent:
+                mixed = combine(self.rec(self.state.incumbent).config, idea, self.s.max_cost)
+                if mixed:
+                    self.enqueue(mixed, f"combine:mine+post {post['id']}", front=True)
+
+    # -- 2. propose --------------------------------------------------------------------------------
+    def enqueue(self, cfg: Config, origin: str, front: bool = False) -> bool:
+        """Queue ``cfg`` unless it was tried or queued already."""
+        if cfg.key in self.state.records:
+            return False
+        self.put(Record(cfg.method, cfg.kwargs, origin))
+        if front:
+            self.state.queue.insert(0, cfg.key)
+        else:
+            self.state.queue.append(cfg.key)
+        return True
+
+    def propose(self) -> None:
+        """Starting points of my direction first, then mutations of the incumbent (or of a start)."""
+        starts = [Config.of(s["method"], s.get("params")) for s in self.region.get("seeds", [])]
+        while self.state.start_index < len(starts):
+            cfg = starts[self.state.start_index]
+            self.state.start_index += 1
+            if self.enqueue(cfg, f"start {self.state.start_index}"):
+                return
+        base_key = self.state.incumbent or self._best_screened()
+        if base_key is None:
+            return
+        base = self.rec(base_key).config
+        knobs = list(self.region.get("knobs", []))
+        for _ in range(20):
+            wide = self.rng.random() < self.s.explore
+            new = mutate(base, [] if wide else knobs, self.rng, self.s.max_cost)
+            queued = new is not None and self.enqueue(new, f"mutate {base.describe()}")
+            if queued and len(self.state.queue) >= 2:
+                return
+
+    def _best_screened(self) -> str | None:
+        ok = [(r["score"], k) for k, r in self.state.records.items() if r["score"] is not None]
+        return max(ok)[1] if ok else None
+
+    # -- 3. screen ---------------------------------------------------------------------------------
+    def screen(self, key: str) -> None:
+        """One cheap run (one seed); keep it as pending unless its diagnostics look degenerate."""
+        r = self.rec(key)
+        timeout = max(5.0, self.time_left() - 5)
+        out = self.tool("run_experiment", method=r.method, params=r.params, seeds=[0], timeout_s=timeout)
+        r.run_id = out.get("run_id")
+        if "diagnostics" not in out or not out.get("ok"):
+            r.status, r.note = "failed", str(out.get("error", ""))[:300]
+            self.put(r)
+            self.log(f"screen {r.config.describe()}: failed ({r.note[:120]})")
+            return
+        d = r.diag = out["diagnostics"]
+        shift = abs(d["label_balance"] - d["teacher_label_balance"])
+        if shift > self.s.max_balance_shift:
+            r.status = "rejected"
+            r.note = f"label balance {d['label_balance']:.2f} vs teacher {d['teacher_label_balance']:.2f}"
+        elif d["agreement_with_teacher"] > 0.995 and r.method != "weak":
+            r.status, r.note = "rejected", "copies the teacher"
+        else:
+            r.status = "pending"
+        r.score = screen_score(d)
+        self.put(r)
+        self.state.since_submit += 1
+        self.log(f"screen {r.config.describe()} [{r.origin}]: score {r.score:.3f}, {r.status} {r.note}")
+
+    # -- 4. submit ---------------------------------------------------------------------------------
+    def confirm_and_submit(self, key: str) -> None:
+        """Check the candidate on a second seed, then submit its first-seed predictions."""
+        r = self.rec(key)
+        timeout = max(5.0, self.time_left() - 5)
+        out = self.tool("run_experiment", method=r.method, params=r.params, seeds=[0, 1], timeout_s=timeout)
+        agree = (out.get("diagnostics") or {}).get("seed_agreement")
+        r.seed_agreement = agree
+        if agree is None or agree < self.s.min_seed_agreement:
+            r.status, r.note = "unstable", f"seed agreement {agree}"
+            self.put(r)
+            self.log(f"confirm {r.config.describe()}: unstable ({agree})")
+            return
+        desc = (
+            f"{r.config.describe()} from {r.origin}; direction {self.direction['name']}; "
+            f"screen score {r.score:.3f}, seed agreement {agree:.3f} (run {r.run_id})"
+        )
+        sub = self.tool("submit", run_id=r.run_id, description=desc, method_label=r.method)
+        self.state.since_submit = 0
+        if "submission_id" not in sub:
+            r.status, r.note = "failed", str(sub.get("error"))[:300]
+            self.put(r)
+            if sub.get("status") == 429:
+                self.state.n_submitted = self.max_submissions
+            return
+        r.status, r.submission_id = "submitted", sub["submission_id"]
+        r.released_pgr, r.improved, r.artifact = sub["public_pgr"], sub["improved"], sub["artifact_sha256"]
+        self.put(r)
+        self.state.n_submitted += 1
+        self.log(f"submit {r.config.describe()}: public PGR {r.released_pgr:.3f} improved={r.improved}")
+        self.learn(key)
+        self.save()
+
+    # -- 5. learn ----------------------------------------------------------------------------------
+    def learn(self, key: str) -> None:
+        """Update the incumbent from the server's answer; post findings and negative results."""
+        r = self.rec(key)
+        first = self.state.incumbent is None
+        if r.improved or first:
+            prev = self.state.incumbent
+            self.state.incumbent, self.state.best_released = key, r.released_pgr
+            self.state.since_progress = []
+            self.post_finding(key, prev)
+        else:
+            self.state.since_progress.append(key)
+            if len(self.state.since_progress) >= self.s.patience:
+                self.post_negative()
+                self.state.since_progress = []
+                self.state.queue = []
+        self.reply_to_source(r)
+
+    def post_finding(self, key: str, prev: str | None = None) -> None:
+        """Post an improvement with its evidence and machine-readable config."""
+        r = self.rec(key)
+        if r.submission_id is None or r.submission_id in self.state.posted:
+            return
+        tried = [self.rec(k) for k in self.state.records if self.state.records[k]["status"] != "queued"]
+        before = self.rec(prev).config.describe() if prev else "nothing (first submission)"
+        lines = [
+            f"**Direction:** {self.direction['name']}. **Idea:** `{r.config.describe()}` ({r.origin}).",
+            f"**What changed:** previous best was `{before}`.",
+            f"**Public figure:** released PGR {r.released_pgr:.3f} (submission {r.submission_id}, "
+            f"code `{r.artifact}`).",
+            f"**Label-free evidence (seed 0, dev+test):** agreement with teacher "
+            f"{r.diag['agreement_with_teacher']:.3f}, with the strong prior "
+            f"{r.diag.get('agreement_with_prior', 0):.3f}, "
+            f"label balance {r.diag['label_balance']:.3f} (teacher {r.diag['teacher_label_balance']:.3f}), "
+            f"mean confidence {r.diag['mean_confidence']:.3f}, seed agreement {r.seed_agreement}.",
+            f"**What I tried so far ({len(tried)}):** "
+            + "; ".join(f"`{t.config.describe()}` {t.status}" + _fmt(t.released_pgr) for t in tried[-8:]),
+            "",
+            "```json",
+            json.dumps({"method": r.method, "params": r.params}, sort_keys=True),
+            "```",
+        ]
+        out = self.tool(
+            "forum_post",
+            title=f"{self.direction['name']}: {r.config.describe()} -> public PGR {r.released_pgr:.3f}"[:200],
+            body="\n".join(lines),
+            tags=["finding", _tag(self.direction["name"]), _tag(r.method)],
+            submission_ids=[r.submission_id],
+            artifact_hashes=[r.artifact] if r.artifact else [],
+        )
+        if "post_id" in out:
+            self.state.posted.append(r.submission_id)
+
+    def post_negative(self) -> None:
+        """Post the submissions that did not beat my incumbent."""
+        rs = [self.rec(k) for k in self.state.since_progress]
+        inc = self.rec(self.state.incumbent).config.describe() if self.state.incumbent else "none"
+        body = "\n".join(
+            [f"These did not beat my best (`{inc}`, public PGR {self.state.best_released}):", ""]
+            + [f"- `{r.config.describe()}`: released {r.released_pgr}, screen score {r.score}" for r in rs]
+        )
+        self.tool(
+            "forum_post",
+            title=f"{self.direction['name']}: {len(rs)} ideas that did not help",
+            body=body,
+            tags=["negative", _tag(self.direction["name"])],
+            submission_ids=[r.submission_id for r in rs if r.submission_id],
+        )
+
+    def reply_to_source(self, r: Record) -> None:
+        """Tell the author of an imported idea how it did here."""
+        m = re.search(r"post (\d+)", r.origin)
+        if not m or r.submission_id is None:
+            return
+        pid = int(m.group(1))
+        if pid in self.state.replied:
+            return
+        out = self.tool(
+            "forum_reply",
+            post_id=pid,
+            submission_ids=[r.submission_id],
+            body=f"Tried `{r.config.describe()}` ({r.origin}) in direction "
+            f"{self.direction['name']}: released public PGR {r.released_pgr}, "
+            f"improved my best: {r.improved}.",
+        )
+        if "post_id" in out:
+            self.state.replied.append(pid)
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f" {x:.3f}"
+
+
+def _tag(text: str) -> str:
+    t = re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-.")
+    return (t or "x")[:40]
+
+
+def _jsonable(obj):
+    return [_jsonable(x) for x in obj] if isinstance(obj, (list, tuple)) else obj
+
+
+def _rng_state(obj):
+    return tuple(_rng_state(x) for x in obj) if isinstance(obj, list) else obj

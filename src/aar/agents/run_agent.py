@@ -1,0 +1,101 @@
+"""One agent process: ``python -m aar.agents.run_agent WORKSPACE/agent.json``.
+
+The config file (written by the campaign) names the agent, its testbed and public view, its
+direction, seed, deadline and submission budget, and the backend. The agent's token comes from
+the ``AAR_TOKEN`` environment variable and the server from ``AAR_SERVER_SOCKET`` (a Unix socket,
+the only way out of a sandbox) or ``AAR_SERVER_URL``. Output goes to stdout (the campaign's log).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class AgentConfig:
+    """What an agent process needs to start (no secrets: the token travels in the environment)."""
+
+    name: str
+    testbed_id: str
+    view: str
+    workspace: str
+    direction: dict
+    seed: int
+    deadline: float  # epoch seconds
+    max_submissions: int
+    experiment_timeout_s: float = 120.0
+    backend: str = "offline"
+    settings: dict = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        """Write as JSON (atomically)."""
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=1))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> AgentConfig:
+        """Read a config written by :meth:`save`."""
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def _client():
+    from aar.client import Client
+
+    token = os.environ.get("AAR_TOKEN", "")
+    sock = os.environ.get("AAR_SERVER_SOCKET")
+    if sock:
+        return Client.over_unix_socket(sock, token, timeout=60)
+    return Client(os.environ.get("AAR_SERVER_URL", "http://127.0.0.1:8765"), token, timeout=60)
+
+
+def main(config_path: str) -> int:
+    """Run the agent's backend until its deadline; exit 0 when it stopped normally."""
+    import torch
+
+    torch.set_num_threads(1)
+    from aar.agents.experiments import ExperimentRunner
+    from aar.agents.offline import OfflineResearcher, ResearcherSettings
+    from aar.agents.tools import AgentEnv
+
+    cfg = AgentConfig.load(Path(config_path))
+
+    def log(msg: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {cfg.name}: {msg}", flush=True)
+
+    if cfg.backend != "offline":
+        log(f"backend {cfg.backend!r} is not available in this build; only 'offline' is")
+        return 2
+    ws = Path(cfg.workspace)
+    runner = ExperimentRunner(Path(cfg.view), ws, timeout_s=cfg.experiment_timeout_s)
+    with _client() as client:
+        env = AgentEnv(client, cfg.testbed_id, Path(cfg.view), ws, runner)
+        log(
+            f"starting: direction {cfg.direction['name']}, seed {cfg.seed}, "
+            f"{cfg.deadline - time.time():.0f}s left, {cfg.max_submissions} submissions"
+        )
+        researcher = OfflineResearcher(
+            env,
+            cfg.name,
+            cfg.direction,
+            cfg.seed,
+            cfg.deadline,
+            cfg.max_submissions,
+            ResearcherSettings(**cfg.settings),
+            log=log,
+        )
+        state = researcher.run()
+        log(
+            f"stopped after {state.steps} steps, {state.n_submitted} submissions, "
+            f"best released PGR {state.best_released}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

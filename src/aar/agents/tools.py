@@ -1,0 +1,431 @@
+"""The agent tools: one definition (name, JSON schema, docstring, implementation) for every backend.
+
+The offline researcher calls them through :func:`call_tool`; LLM loops and the MCP server expose
+:func:`tool_specs` (name, description, input schema) and dispatch through the same function, so
+every backend sees exactly the same tools. Each implementation takes an :class:`AgentEnv` (the
+agent's server client, public testbed view, workspace and experiment runner) and JSON arguments,
+and returns a JSON-ready dict; failures come back as ``{"error": ...}`` rather than exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aar.agents import artifacts
+from aar.agents.diagnostics import diagnostics
+from aar.agents.experiments import ExperimentRunner
+from aar.agents.schema import ArgumentError, check
+from aar.client import ApiError, Client
+
+
+class ToolError(RuntimeError):
+    """A tool could not do what was asked (bad path, unknown run, ...); its message goes to the agent."""
+
+
+@dataclass
+class AgentEnv:
+    """What a tool may act on: this agent's client, testbed view, workspace and experiment runner."""
+
+    client: Client
+    testbed_id: str
+    view: Path
+    workspace: Path
+    runner: ExperimentRunner
+    _cache: dict = field(default_factory=dict)
+
+    def path_in_workspace(self, rel: str) -> Path:
+        """Resolve ``rel`` inside the workspace; refuse anything that leads outside it."""
+        ws = self.workspace.resolve()
+        p = (ws / rel).resolve()
+        if p != ws and ws not in p.parents:
+            raise ToolError(f"path {rel!r} is outside your workspace")
+        return p
+
+    def view_meta(self) -> dict:
+        """The public view's ``view.json``."""
+        if "meta" not in self._cache:
+            self._cache["meta"] = json.loads((self.view / "view.json").read_text())
+        return self._cache["meta"]
+
+    def split_ids(self, split: str) -> list[str]:
+        """Example ids of a visible split, in order."""
+        if "ids" not in self._cache:
+            data = json.loads((self.view / "inputs.json").read_text())
+            splits = data.get("splits", data)
+            self._cache["ids"] = {s: [e["id"] for e in xs] for s, xs in splits.items()}
+        return self._cache["ids"][split]
+
+    def teacher(self, seed: int) -> dict[str, float]:
+        """The teacher's outputs of ``seed`` (from the public view)."""
+        key = f"teacher{seed}"
+        if key not in self._cache:
+            f = self.view / f"teacher-s{seed}.json"
+            if not f.exists():
+                raise ToolError(f"no teacher outputs for seed {seed}; seeds: {self.view_meta()['seeds']}")
+            self._cache[key] = json.loads(f.read_text())["probs"]
+        return self._cache[key]
+
+    def prior(self) -> dict[str, float] | None:
+        """The strong model's zero-shot P(label=1) on dev and test (computed once, kept in the workspace)."""
+        f = self.workspace / "prior.json"
+        if f.exists():
+            return json.loads(f.read_text())
+        res = self.runner.run("zero_shot", {}, [0], ("dev", "test"), timeout_s=120)
+        if not res.ok:
+            return None
+        f.write_text(json.dumps(res.probs[0]))
+        return res.probs[0]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool: its name, docstring (the description every backend shows), JSON schema and implementation."""
+
+    name: str
+    description: str
+    schema: dict
+    fn: Callable[..., dict]
+
+    def spec(self) -> dict:
+        """``{name, description, input_schema}`` (the Anthropic/MCP shape; OpenAI calls it parameters)."""
+        return {"name": self.name, "description": self.description, "input_schema": self.schema}
+
+
+TOOLS: dict[str, Tool] = {}
+
+
+def _obj(props: dict | None = None, required: tuple[str, ...] = ()) -> dict:
+    return {
+        "type": "object",
+        "properties": props or {},
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+def tool(schema: dict) -> Callable:
+    """Register a function as a tool; its name and docstring become the tool's name and description."""
+
+    def wrap(fn: Callable[..., dict]) -> Callable[..., dict]:
+        TOOLS[fn.__name__] = Tool(fn.__name__, " ".join((fn.__doc__ or "").split()), schema, fn)
+        return fn
+
+    return wrap
+
+
+def tool_specs() -> list[dict]:
+    """The tool list every backend exposes."""
+    return [t.spec() for t in TOOLS.values()]
+
+
+def call_tool(env: AgentEnv, name: str, args: dict | None = None) -> dict:
+    """Check ``args`` against the tool's schema, run it, and turn failures into ``{"error": ...}``."""
+    t = TOOLS.get(name)
+    if t is None:
+        return {"error": f"unknown tool '{name}'; tools: {', '.join(TOOLS)}"}
+    args = args or {}
+    try:
+        check(args, t.schema)
+        return t.fn(env, **args)
+    except (ArgumentError, ToolError) as e:
+        return {"error": str(e)}
+    except ApiError as e:
+        return {"error": f"server: {e}", "status": e.status, "code": e.code, "details": e.details}
+    except (OSError, ValueError, KeyError) as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+_STR = {"type": "string", "maxLength": 4000}
+_INT = {"type": "integer", "minimum": 0}
+
+
+# -- testbed ---------------------------------------------------------------------------------------
+@tool(_obj())
+def testbed_info(env: AgentEnv) -> dict:
+    """The testbed: task description, visible splits and their sizes, teacher seeds, the strong model's
+    fine-tuning config, and the shipped methods with their parameters. No labels are visible anywhere."""
+    from aar.w2s.methods.registry import builtin_methods
+
+    meta = env.view_meta()
+    methods = {m.name: {"description": m.description, "params": m.params} for m in builtin_methods().values()}
+    return {
+        "testbed_id": env.testbed_id,
+        "task": meta.get("task"),
+        "description": meta.get("description"),
+        "sizes": meta.get("sizes"),
+        "teacher_seeds": meta.get("seeds"),
+        "strong_train": meta.get("strong_train"),
+        "methods": methods,
+        "notes": "Methods predict P(label=1). Write your own as a .py file in your workspace (NAME, "
+        "DESCRIPTION, PARAMS, run(ctx, **params)) and pass its path as `method`.",
+    }
+
+
+# -- experiments -----------------------------------------------------------------------------------
+@tool(
+    _obj(
+        {
+            "method": {
+                "type": "string",
+                "maxLength": 300,
+                "description": "a shipped method name, or a .py method file in your workspace",
+            },
+            "params": {"type": "object", "description": "method parameters (defaults otherwise)"},
+            "seeds": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": 5},
+            "splits": {"type": "array", "items": {"type": "string", "enum": ["dev", "test"]}, "maxItems": 2},
+            "timeout_s": {"type": "number", "minimum": 1, "maximum": 3600},
+        },
+        ("method",),
+    )
+)
+def run_experiment(
+    env: AgentEnv,
+    method: str,
+    params: dict | None = None,
+    seeds: list[int] | None = None,
+    splits: list[str] | None = None,
+    timeout_s: float | None = None,
+) -> dict:
+    """Run a method on your machine on the unlabelled inputs and predict dev and/or test, for each seed
+    (each seed uses that seed's teacher). Returns a run id (for `submit`) and diagnostics that need no
+    ground truth: agreement with the teacher, label balance, confidence histogram, agreement between
+    seeds, agreement with the strong model's zero-shot prior, and run time. Hung runs are killed."""
+    if method.endswith(".py"):
+        method = str(env.path_in_workspace(method))
+    seeds = seeds or [0]
+    res = env.runner.run(method, params or {}, seeds, tuple(splits or ("dev", "test")), timeout_s)
+    out = res.summary()
+    if res.probs:
+        ids = [i for s in res.splits for i in env.split_ids(s)]
+        out["diagnostics"] = diagnostics(
+            res.probs,
+            [env.teacher(s) for s in res.seeds[: len(res.probs)]],
+            ids,
+            res.seconds,
+            env.prior() if method != "zero_shot" else None,
+        )
+        (env.runner.runs_dir / res.run_id / "diagnostics.json").write_text(json.dumps(out["diagnostics"]))
+    return out
+
+
+# -- submissions -----------------------------------------------------------------------------------
+@tool(
+    _obj(
+        {
+            "run_id": {
+                "type": "string",
+                "maxLength": 40,
+                "description": "a run_experiment run that predicted test",
+            },
+            "seed": {**_INT, "description": "which seed's predictions (default: the run's first seed)"},
+            "description": _STR,
+            "method_label": {
+                "type": "string",
+                "maxLength": 64,
+                "description": "short name shown on the leaderboard",
+            },
+            "code_path": {
+                "type": "string",
+                "maxLength": 300,
+                "description": "file or folder in your workspace with the code (default: the run's code)",
+            },
+        },
+        ("run_id", "description"),
+    )
+)
+def submit(
+    env: AgentEnv,
+    run_id: str,
+    description: str,
+    seed: int | None = None,
+    method_label: str | None = None,
+    code_path: str | None = None,
+) -> dict:
+    """Submit one run's test predictions to the scoring server, with the code that produced them (stored
+    in the code store). Returns the server's public response: the Ladder-released public PGR (it only
+    moves when you beat your best by a margin), whether you improved, and your remaining budget."""
+    run_dir = env.runner.runs_dir / run_id
+    if "/" in run_id or not (run_dir / "request.json").exists():
+        raise ToolError(f"unknown run '{run_id}'")
+    req = json.loads((run_dir / "request.json").read_text())
+    seed = req["seeds"][0] if seed is None else seed
+    f = run_dir / f"s{seed}.json"
+    if "test" not in req["splits"] or not f.exists():
+        raise ToolError(f"run {run_id} has no test predictions for seed {seed}")
+    blob = json.loads(f.read_text())
+    preds = {i: blob["probs"][i] for i in env.split_ids("test")}
+    if code_path:
+        data, name = artifacts.pack_path(env.path_in_workspace(code_path))
+    else:
+        meta = {
+            "testbed": env.testbed_id,
+            "method": Path(req["method"]).name,
+            "params": blob["params"],
+            "seed": seed,
+            "splits": req["splits"],
+        }
+        data, name = artifacts.experiment_bundle(meta, req["method"]), f"{run_id}.tar.gz"
+    art = env.client.upload_artifact(data, name=name)
+    label = method_label or Path(req["method"]).stem
+    label = "".join(c if c.isalnum() or c in "_.-" else "-" for c in label)[:64] or "method"
+    r = env.client.submit(env.testbed_id, preds, art.sha256, description[:2000], method=label, seed=seed)
+    return {
+        "submission_id": r.id,
+        "artifact_sha256": art.sha256,
+        "public_pgr": r.public.pgr,
+        "public_accuracy": r.public.accuracy,
+        "improved": r.public.improved,
+        "margin": r.public.margin,
+        "budget": r.budget.model_dump(),
+    }
+
+
+@tool(_obj({"limit": {"type": "integer", "minimum": 1, "maximum": 100}}))
+def my_submissions(env: AgentEnv, limit: int = 50) -> dict:
+    """Your own submissions, newest first, with the released public figures."""
+    page = env.client.submissions(env.testbed_id, limit=limit)
+    return {"total": page.total, "items": [s.model_dump() for s in page.items]}
+
+
+@tool(_obj({"submission_id": {"type": "integer", "minimum": 1}}, ("submission_id",)))
+def submission_info(env: AgentEnv, submission_id: int) -> dict:
+    """Any agent's submission as the server shows it: method, description, code hash, released public PGR."""
+    return env.client.submission(submission_id).model_dump()
+
+
+# -- forum -----------------------------------------------------------------------------------------
+def _posts(page) -> dict:
+    return {
+        "total": page.total,
+        "items": [{k: v for k, v in p.model_dump().items() if k != "body_html"} for p in page.items],
+    }
+
+
+@tool(
+    _obj(
+        {
+            "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+            "offset": _INT,
+            "tag": {"type": "string", "maxLength": 40},
+            "author": {"type": "string", "maxLength": 64},
+        }
+    )
+)
+def forum_list(
+    env: AgentEnv, limit: int = 20, offset: int = 0, tag: str | None = None, author: str | None = None
+) -> dict:
+    """List forum posts (newest first), optionally by tag or author."""
+    return _posts(env.client.posts(tag=tag, author=author, limit=limit, offset=offset))
+
+
+@tool(
+    _obj(
+        {
+            "q": {"type": "string", "maxLength": 200},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+        },
+        ("q",),
+    )
+)
+def forum_search(env: AgentEnv, q: str, limit: int = 20) -> dict:
+    """Search forum posts by text."""
+    return _posts(env.client.posts(q=q, limit=limit))
+
+
+@tool(_obj({"post_id": {"type": "integer", "minimum": 1}}, ("post_id",)))
+def forum_read(env: AgentEnv, post_id: int) -> dict:
+    """Read a post with its replies."""
+    t = env.client.thread(post_id)
+    strip = lambda p: {k: v for k, v in p.model_dump().items() if k != "body_html"}  # noqa: E731
+    return {"post": strip(t.post), "replies": [strip(r) for r in t.replies]}
+
+
+_LINKS = {
+    "submission_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 20},
+    "artifact_hashes": {"type": "array", "items": {"type": "string", "maxLength": 64}, "maxItems": 20},
+}
+
+
+@tool(
+    _obj(
+        {
+            "title": {"type": "string", "maxLength": 200},
+            "body": {"type": "string", "maxLength": 50_000},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 10},
+            **_LINKS,
+        },
+        ("title", "body"),
+    )
+)
+def forum_post(
+    env: AgentEnv,
+    title: str,
+    body: str,
+    tags: list[str] | None = None,
+    submission_ids: list[int] | None = None,
+    artifact_hashes: list[str] | None = None,
+) -> dict:
+    """Post a finding (Markdown), linking the submissions and code it is about."""
+    p = env.client.post(title, body, tags, submission_ids, artifact_hashes)
+    return {"post_id": p.id}
+
+
+@tool(
+    _obj(
+        {
+            "post_id": {"type": "integer", "minimum": 1},
+            "body": {"type": "string", "maxLength": 50_000},
+            **_LINKS,
+        },
+        ("post_id", "body"),
+    )
+)
+def forum_reply(
+    env: AgentEnv,
+    post_id: int,
+    body: str,
+    submission_ids: list[int] | None = None,
+    artifact_hashes: list[str] | None = None,
+) -> dict:
+    """Reply to a post."""
+    return {"post_id": env.client.reply(post_id, body, submission_ids, artifact_hashes).id}
+
+
+# -- code store ------------------------------------------------------------------------------------
+@tool(_obj({"path": {"type": "string", "maxLength": 300}}, ("path",)))
+def code_upload(env: AgentEnv, path: str) -> dict:
+    """Upload a file, or a folder (as a tarball), from your workspace to the code store; returns its hash."""
+    p = env.path_in_workspace(path)
+    if not p.exists():
+        raise ToolError(f"{path} does not exist")
+    data, name = artifacts.pack_path(p)
+    info = env.client.upload_artifact(data, name=name)
+    return {"sha256": info.sha256, "name": info.name, "size": info.size}
+
+
+@tool(_obj({"sha256": {"type": "string", "maxLength": 64}}, ("sha256",)))
+def code_download(env: AgentEnv, sha256: str) -> dict:
+    """Download code by hash into downloads/<sha256>/ in your workspace (tarballs are unpacked)."""
+    if not all(c in "0123456789abcdef" for c in sha256) or len(sha256) != 64:
+        raise ToolError("sha256 must be 64 lowercase hex digits")
+    info = env.client.artifact(sha256)
+    data = env.client.download(sha256)
+    dest = env.path_in_workspace(f"downloads/{sha256}")
+    name = Path(info.name).name or "artifact.bin"
+    if name.endswith((".tar.gz", ".tgz", ".tar")):
+        files = artifacts.unpack(data, dest)
+    else:
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_bytes(data)
+        files = [name]
+    return {"path": str(dest.relative_to(env.workspace.resolve())), "files": files, "owner": info.owner}
+
+
+# -- leaderboard -----------------------------------------------------------------------------------
+@tool(_obj())
+def leaderboard(env: AgentEnv) -> dict:
+    """The public leaderboard: each agent's Ladder-released public PGR, method and code hash."""
+    return {"rows": [r.model_dump() for r in env.client.leaderboard(env.testbed_id).rows]}

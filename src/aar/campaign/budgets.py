@@ -1,0 +1,60 @@
+"""Budgets per agent and for the whole campaign: wall clock, submissions, tokens and dollars.
+
+Wall clock is measured by the campaign (agent-seconds, across resumes); submissions are counted by
+the server (which also refuses submissions past each agent's total); tokens and dollars are what
+LLM backends report in ``usage.json`` in their workspace (zero for the offline researcher).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Limits; ``None`` means unlimited."""
+
+    agent_seconds: float
+    agent_submissions: int
+    total_submissions: int | None = None
+    agent_tokens: int | None = None
+    agent_dollars: float | None = None
+    total_dollars: float | None = None
+    grace_seconds: float = 15.0  # past its wall budget an agent is killed, whatever it is doing
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def usage(workspace: str | Path) -> dict:
+    """Tokens and dollars an agent's backend reported (``usage.json``); zeros when absent or unreadable."""
+    try:
+        raw = json.loads((Path(workspace) / "usage.json").read_text())
+        return {"tokens": int(raw.get("tokens", 0)), "dollars": float(raw.get("dollars", 0.0))}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {"tokens": 0, "dollars": 0.0}
+
+
+def agent_over(b: Budgets, seconds: float, submissions: int, used: dict) -> str | None:
+    """Why an agent must stop now, or None. Submissions only stop it once the server has refused more."""
+    if seconds >= b.agent_seconds + b.grace_seconds:
+        return "wall-clock budget"
+    if b.agent_tokens is not None and used["tokens"] >= b.agent_tokens:
+        return "token budget"
+    if b.agent_dollars is not None and used["dollars"] >= b.agent_dollars:
+        return "dollar budget"
+    if submissions >= b.agent_submissions + 1:
+        return "submission budget"
+    return None
+
+
+def campaign_over(b: Budgets, submissions: int, dollars: float) -> str | None:
+    """Why the whole campaign must stop now, or None."""
+    if b.total_submissions is not None and submissions >= b.total_submissions:
+        return "campaign submission budget"
+    if b.total_dollars is not None and dollars >= b.total_dollars:
+        return "campaign dollar budget"
+    return None

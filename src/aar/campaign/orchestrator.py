@@ -1,0 +1,423 @@
+"""Running a campaign: set-up (testbed, public view, ground truth, server, credentials), the agent
+processes under budgets, live progress, kill-and-resume, the timeline and the final report.
+
+Layout of a campaign directory::
+
+    campaign.json        state (options, server, agents with tokens and run intervals), mode 600
+    public/<testbed>/    the public view every agent reads (read-only inside sandboxes)
+    server/              the local server's data dir (SQLite database, vault, artifacts, log)
+    server.sock          its Unix socket (the only thing agents can reach)
+    agents/<name>/ws/    each agent's workspace (agent.json, state.json, runs/...)
+    agents/<name>/agent.log
+    timeline.json        every scored submission, from the server, with cumulative agent-hours
+    report.md, report.json, pgr_vs_agent_hours.png
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from aar.campaign.budgets import Budgets, agent_over, campaign_over, usage
+from aar.campaign.launcher import AgentHandle, AgentLaunch, Launcher, make_launcher
+from aar.campaign.progress import Progress
+from aar.campaign.server import LocalServer, SocketRelay, attached_admin, new_admin_token
+from aar.campaign.state import AgentState, CampaignState
+from aar.campaign.timeline import all_submissions, build_timeline, write_timeline
+from aar.client import ApiError, Client
+
+MIN_RUN_SECONDS = 20.0  # an agent with less budget left is not restarted
+
+
+@dataclass
+class CampaignOptions:
+    """What ``aar campaign`` was asked for."""
+
+    testbed: str = "math"
+    agents: int = 9
+    minutes: float = 15.0
+    dir: str | None = None
+    server: str | None = None
+    admin_token: str | None = None
+    same_direction: str | None = None
+    directions_file: str | None = None
+    submissions: int = 24
+    total_submissions: int | None = None
+    agent_tokens: int | None = None
+    agent_dollars: float | None = None
+    total_dollars: float | None = None
+    seed: int = 0
+    backend: str = "offline"
+    unsafe_no_sandbox: bool = False
+    experiment_timeout_s: float = 120.0
+    teacher_seeds: int = 3
+    baselines: list[str] | None = None  # None: every shipped method
+    agent_command: list[str] | None = None  # replaces the agent process (tests, custom backends)
+    researcher: dict = field(default_factory=dict)  # ResearcherSettings overrides
+
+    def budgets(self) -> Budgets:
+        """The budgets these options imply."""
+        return Budgets(
+            agent_seconds=self.minutes * 60,
+            agent_submissions=self.submissions,
+            total_submissions=self.total_submissions,
+            agent_tokens=self.agent_tokens,
+            agent_dollars=self.agent_dollars,
+            total_dollars=self.total_dollars,
+        )
+
+
+def default_dir() -> Path:
+    """A new timestamped folder under ``./campaigns/``."""
+    return Path("campaigns") / time.strftime("%Y%m%d-%H%M%S")
+
+
+def _readable(path: Path) -> None:
+    """Make a tree world-readable (sandboxed agents run as other uids)."""
+    for p in [path, *path.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    for parent in list(path.parents)[:3]:
+        if parent.exists() and os.access(parent, os.W_OK):
+            os.chmod(parent, parent.stat().st_mode | 0o111)
+
+
+def create(
+    opts: CampaignOptions, say: Callable[[str], None] = print
+) -> tuple[CampaignState, LocalServer | None]:
+    """Set up a new campaign directory and its server; returns the saved state (agents not started)."""
+    from aar.agents.directions import assign, builtin_directions, load_directions
+    from aar.w2s.baseline import resolve_methods
+    from aar.w2s.public import build_vault_bundle, export_public_view
+    from aar.w2s.testbeds.registry import load_testbed
+
+    d = Path(opts.dir or default_dir()).absolute()
+    if (d / "campaign.json").exists():
+        raise FileExistsError(f"{d} already holds a campaign; continue it with --resume {d}")
+    d.mkdir(parents=True, exist_ok=True)
+    directions = builtin_directions() + (
+        load_directions(opts.directions_file) if opts.directions_file else []
+    )
+    chosen = assign(directions, opts.agents, opts.same_direction)
+    say(f"campaign {d}: testbed {opts.testbed}, {opts.agents} agents, {opts.minutes:g} min each")
+    tb = load_testbed(opts.testbed)
+    seeds = list(range(opts.teacher_seeds))
+    view = export_public_view(tb, d / "public" / opts.testbed, seeds)
+    _readable(d / "public")
+    baselines = opts.baselines if opts.baselines is not None else resolve_methods(["all"])
+    say(f"ground truth and shipped baselines ({', '.join(baselines)}) over seeds {seeds} (cached)")
+    bundle = build_vault_bundle(tb, seeds, baselines)
+    server = None
+    if opts.server:
+        if not opts.admin_token:
+            raise ValueError("--server needs the server's admin token (--admin-token or AAR_ADMIN_TOKEN)")
+        srv = {
+            "mode": "attach",
+            "url": opts.server,
+            "socket": str(d / "server.sock"),
+            "admin_token": opts.admin_token,
+        }
+        admin = attached_admin(opts.server, opts.admin_token)
+    else:
+        token = new_admin_token()
+        server = LocalServer(d, token).start()
+        srv = {"mode": "local", "url": None, "socket": str(server.socket), "admin_token": token}
+        admin = server.admin()
+    with admin:
+        try:
+            admin.register_testbed(bundle)
+        except ApiError as e:
+            if e.code != "testbed_exists":
+                raise
+            say(f"testbed {bundle.testbed_id} is already registered on the server with other data; using it")
+        cid = secrets.token_hex(2)
+        agents = []
+        for i, direction in enumerate(chosen):
+            name = f"c{cid}-a{i}-{direction.name}"[:64]
+            created = admin.create_agent(
+                name, budget_per_hour=opts.submissions, budget_total=opts.submissions
+            )
+            agent_dir = d / "agents" / name
+            agents.append(
+                AgentState(
+                    name=name,
+                    index=i,
+                    direction=direction.to_dict(),
+                    seed=opts.seed * 1000 + i,
+                    token=created.token,
+                    workspace=str(agent_dir / "ws"),
+                    log=str(agent_dir / "agent.log"),
+                )
+            )
+            (agent_dir / "ws").mkdir(parents=True, exist_ok=True)
+    state = CampaignState(
+        dir=str(d),
+        testbed=bundle.testbed_id,
+        options={**asdict(opts), "dir": str(d), "view": str(view)},
+        server=srv,
+        agents=agents,
+    )
+    state.save()
+    return state, server
+
+
+class Campaign:
+    """A campaign being run (fresh or resumed) until every agent is done or a budget ends it."""
+
+    def __init__(
+        self,
+        state: CampaignState,
+        launcher: Launcher | None = None,
+        server: LocalServer | None = None,
+        progress: Progress | None = None,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        """Run ``state``; ``server`` is an already started local server (else one is started)."""
+        self.state, self.say = state, say
+        self.opts = CampaignOptions(
+            **{k: v for k, v in state.options.items() if k in CampaignOptions.__dataclass_fields__}
+        )
+        self.budgets = self.opts.budgets()
+        self.launcher = launcher or make_launcher(self.opts.unsafe_no_sandbox)
+        self.server, self.relay = server, None
+        self.handles: dict[str, AgentHandle] = {}
+        self.progress = progress or Progress(f"campaign {Path(state.dir).name}")
+        self.submissions: list[dict] = []
+        self.stop_reason: str | None = None
+
+    # -- server ------------------------------------------------------------------------------------
+    def _connect(self) -> Client:
+        srv = self.state.server
+        if srv["mode"] == "local":
+            if self.server is None:
+                self.server = LocalServer(Path(self.state.dir), srv["admin_token"]).start()
+            return self.server.admin()
+        url = srv["url"]
+        if url.startswith("unix:"):
+            srv["socket"] = url[len("unix:") :]
+        elif self.relay is None:
+            from urllib.parse import urlparse
+
+            u = urlparse(url)
+            self.relay = SocketRelay(Path(srv["socket"]), u.hostname or "127.0.0.1", u.port or 80)
+        return attached_admin(url, srv["admin_token"])
+
+    # -- agents ------------------------------------------------------------------------------------
+    def _launch(self, a: AgentState, now: float) -> None:
+        from aar.agents.run_agent import AgentConfig
+
+        left = self.budgets.agent_seconds - a.seconds(now)
+        ws = Path(a.workspace)
+        ws.mkdir(parents=True, exist_ok=True)
+        cfg = AgentConfig(
+            name=a.name,
+            testbed_id=self.state.testbed,
+            view=self.state.options["view"],
+            workspace=str(ws),
+            direction=a.direction,
+            seed=a.seed,
+            deadline=now + left,
+            max_submissions=self.opts.submissions,
+            backend=self.opts.backend,
+            experiment_timeout_s=self.opts.experiment_timeout_s,
+            settings=self.opts.researcher,
+        )
+        cfg.save(ws / "agent.json")
+        launch = AgentLaunch(
+            name=a.name,
+            index=a.index,
+            workspace=ws,
+            config=ws / "agent.json",
+            log=Path(a.log),
+            readonly=[Path(self.state.options["view"])],
+            socket=Path(self.state.server["socket"]),
+            env={"AAR_TOKEN": a.token, "AAR_SERVER_SOCKET": self.state.server["socket"]},
+            wall_seconds=left,
+            argv=list(self.opts.agent_command or []),
+        )
+        self.handles[a.name] = self.launcher.start(launch)
+        a.status, a.pid, a.stop_reason = "running", self.handles[a.name].pid, None
+        a.intervals.append([now, now])
+
+    def _stop(self, a: AgentState, reason: str, status: str = "done") -> None:
+        h = self.handles.pop(a.name, None)
+        if h is not None:
+            h.kill()
+            a.exit_code = h.poll()
+        if a.intervals:
+            a.intervals[-1][1] = time.time()
+        a.status, a.stop_reason = status, reason
+
+    def _reap_leftovers(self) -> None:
+        """After a hard kill of the previous session, end any of its agent processes still alive."""
+        for a in self.state.agents:
+            if a.status == "running":
+                if a.pid and _is_agent_process(a.pid):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(a.pid, signal.SIGKILL)
+                a.status = "interrupted"
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self) -> CampaignState:
+        """Run until done; on SIGINT/SIGTERM stop every agent, save, and re-raise KeyboardInterrupt."""
+        st = self.state
+        self._reap_leftovers()
+        st.sessions.append([time.time(), time.time()])
+        st.save()
+        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def _interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            with self._connect() as admin, self.progress:
+                self._loop(admin)
+                self._refresh(admin, final=True)
+            st.finished = True
+        except KeyboardInterrupt:
+            for a in st.agents:
+                if a.name in self.handles:
+                    self._stop(a, "campaign interrupted", status="interrupted")
+            self.say(f"\ninterrupted; continue with: aar campaign --resume {st.dir}")
+            raise
+        finally:
+            for a in st.agents:
+                if a.name in self.handles:
+                    self._stop(a, "campaign ended", status="interrupted")
+            st.sessions[-1][1] = time.time()
+            st.save()
+            for s, h in old.items():
+                signal.signal(s, h)
+            if self.relay is not None:
+                self.relay.close()
+        return st
+
+    def _loop(self, admin: Client) -> None:
+        st, b = self.state, self.budgets
+        for a in st.agents:
+            if a.status in ("pending", "interrupted") and b.agent_seconds - a.seconds() >= MIN_RUN_SECONDS:
+                self._launch(a, time.time())
+            elif a.status in ("pending", "interrupted"):
+                a.status, a.stop_reason = "done", "wall-clock budget"
+        st.save()
+        last_refresh = 0.0
+        while self.handles:
+            time.sleep(0.5)
+            now = time.time()
+            for a in st.agents:
+                h = self.handles.get(a.name)
+                if h is None:
+                    continue
+                a.intervals[-1][1] = now
+                code = h.poll()
+                if code is not None:
+                    self.handles.pop(a.name)
+                    a.exit_code, a.status, a.stop_reason = code, "done", f"exited ({code})"
+                    continue
+                n_subs = sum(s["agent"] == a.name for s in self.submissions)
+                reason = agent_over(b, a.seconds(now), n_subs, usage(a.workspace))
+                if reason:
+                    self._stop(a, reason)
+            if now - last_refresh >= 3.0 or not self.handles:
+                self._refresh(admin)
+                last_refresh = now
+                total_usd = sum(usage(a.workspace)["dollars"] for a in st.agents)
+                reason = campaign_over(b, len(self.submissions), total_usd)
+                if reason:
+                    self.stop_reason = reason
+                    for a in st.agents:
+                        if a.name in self.handles:
+                            self._stop(a, reason)
+                st.save()
+
+    def _refresh(self, admin: Client, final: bool = False) -> None:
+        """Pull submissions from the server, write the timeline, update the display."""
+        st = self.state
+        names = {a.name for a in st.agents}
+        try:
+            self.submissions = all_submissions(admin, st.testbed, names)
+        except (ApiError, OSError) as e:
+            self.say(f"server not answering: {e}")
+            return
+        write_timeline(st, build_timeline(st, self.submissions))
+        now = time.time()
+        best: dict[str, dict] = {}
+        for s in self.submissions:
+            if s["improved"] or s["agent"] not in best:
+                best[s["agent"]] = s
+        agents = [
+            {
+                "name": a.name,
+                "direction": a.direction["name"],
+                "status": a.status,
+                "seconds": a.seconds(now),
+                "budget": self.budgets.agent_seconds,
+                "submissions": sum(s["agent"] == a.name for s in self.submissions),
+                "pgr": best[a.name]["released_pgr"] if a.name in best else None,
+                "method": best[a.name]["method"] if a.name in best else None,
+            }
+            for a in st.agents
+        ]
+        pgrs = [x["pgr"] for x in agents if x["pgr"] is not None]
+        elapsed = sum(e - s for s, e in st.sessions)
+        remaining = max(
+            (self.budgets.agent_seconds - a.seconds(now) for a in st.agents if a.status == "running"),
+            default=0.0,
+        )
+        self.progress.update(
+            {
+                "elapsed": elapsed,
+                "remaining": remaining,
+                "submissions": len(self.submissions),
+                "best_pgr": max(pgrs) if pgrs else None,
+                "agents": agents,
+                "final": final,
+            }
+        )
+
+    def close(self) -> None:
+        """Stop the local server."""
+        if self.server is not None:
+            self.server.stop()
+
+
+def _is_agent_process(pid: int) -> bool:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"run_agent" in cmd or b"_enter.py" in cmd or b"bwrap" in cmd
+
+
+def run_campaign(
+    opts: CampaignOptions | None = None,
+    resume: str | None = None,
+    report: bool = True,
+    launcher: Launcher | None = None,
+    progress: Progress | None = None,
+    say: Callable[[str], None] = print,
+) -> CampaignState:
+    """Create (or resume) a campaign, run it to the end, and write its report."""
+    if resume:
+        state, server = CampaignState.load(resume), None
+        say(f"resuming {state.dir}: {state.agent_seconds() / 3600:.3f} agent-hours so far")
+    else:
+        state, server = create(opts or CampaignOptions(), say)
+    camp = Campaign(state, launcher, server, progress, say)
+    try:
+        camp.run()
+        if report:
+            from aar.campaign.report import write_report
+
+            with camp._connect() as admin:
+                out = write_report(state, admin)
+            say(f"report: {out}")
+    finally:
+        camp.close()
+    return state

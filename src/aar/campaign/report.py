@@ -1,0 +1,271 @@
+"""The campaign report: ``DIR/report.md``, ``DIR/report.json`` and ``DIR/pgr_vs_agent_hours.png``.
+
+Everything comes from the server's admin views (private PGR with CIs, shipped baselines scored on
+the same private half, every submission) and the campaign state (agent-hours, cost). The ranking is
+by *private* PGR: each agent's entry is the submission behind its Ladder best, chosen on the public
+half only, then scored on the private half.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from aar.campaign.budgets import usage
+from aar.campaign.state import CampaignState
+from aar.campaign.timeline import all_submissions, build_timeline, write_timeline
+from aar.client import ApiError, Client
+
+
+def _ci(e: dict) -> str:
+    return f"{e['mean']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]"
+
+
+def collect(state: CampaignState, admin: Client) -> dict:
+    """The report's data (also written as ``report.json``)."""
+    names = {a.name for a in state.agents}
+    board = admin.admin_leaderboard(state.testbed)[0].model_dump()
+    subs = all_submissions(admin, state.testbed, names)
+    timeline = build_timeline(state, subs)
+    write_timeline(state, timeline)
+    entries = [e for e in board["agents"] if e["agent"] in names]
+    refs = {r["name"]: r for r in board["references"]}
+    shipped = {k: v for k, v in refs.items() if k not in ("weak", "ceiling")}
+    best_ref = max(shipped.values(), key=lambda r: r["private_pgr"]["mean"], default=None)
+    used = {a.name: usage(a.workspace) for a in state.agents}
+    best = entries[0] if entries else None
+    by_public = max(entries, key=lambda e: (e["released_pgr"], e["public_pgr"]["mean"]), default=None)
+    agents = []
+    for a in state.agents:
+        e = next((x for x in entries if x["agent"] == a.name), None)
+        mine = [t for t in timeline if t["agent"] == a.name]
+        agents.append(
+            {
+                "name": a.name,
+                "direction": a.direction["name"],
+                "agent_hours": round(a.seconds() / 3600, 4),
+                "submissions": len(mine),
+                "status": a.status,
+                "stop_reason": a.stop_reason,
+                "released_pgr": e["released_pgr"] if e else None,
+                "entry_submission_id": e["submission_id"] if e else None,
+                "method": e["method"] if e else None,
+                "artifact_sha256": e["artifact_sha256"] if e else None,
+                "public_pgr": e["public_pgr"] if e else None,
+                "private_pgr": e["private_pgr"] if e else None,
+                "tokens": used[a.name]["tokens"],
+                "cost_usd": used[a.name]["dollars"],
+            }
+        )
+    return {
+        "dir": state.dir,
+        "testbed": state.testbed,
+        "options": {k: v for k, v in state.options.items() if k not in ("admin_token",)},
+        "same_direction": state.options.get("same_direction"),
+        "n_agents": len(state.agents),
+        "weak_private_acc": board["testbed"]["weak_private"],
+        "ceiling_private_acc": board["testbed"]["ceiling_private"],
+        "n_private": board["testbed"]["n_private"],
+        "best_private_pgr": best["private_pgr"]["mean"] if best else None,
+        "best_private_pgr_ci": best["private_pgr"] if best else None,
+        "best_agent": best["agent"] if best else None,
+        "best_method": best["method"] if best else None,
+        "best_public_selected_private_pgr": by_public["private_pgr"]["mean"] if by_public else None,
+        "best_baseline": best_ref["name"] if best_ref else None,
+        "best_baseline_private_pgr": best_ref["private_pgr"]["mean"] if best_ref else None,
+        "best_baseline_private_pgr_ci": best_ref["private_pgr"] if best_ref else None,
+        "beats_best_baseline": bool(
+            best and best_ref and best["private_pgr"]["mean"] > best_ref["private_pgr"]["mean"]
+        ),
+        "baselines": {
+            k: {"public_pgr": v["public_pgr"], "private_pgr": v["private_pgr"]} for k, v in shipped.items()
+        },
+        "agent_hours": round(state.agent_seconds() / 3600, 4),
+        "submissions": len(timeline),
+        "cost_usd": round(sum(u["dollars"] for u in used.values()), 4),
+        "tokens": sum(u["tokens"] for u in used.values()),
+        "agents": agents,
+        "ranking": "private PGR of the submission behind each agent's Ladder best (chosen on public)",
+        "ci": "95% bootstrap over private-half examples (agents) or over seeds (baselines)",
+    }
+
+
+def plot(data: dict, timeline: list[dict], path: Path) -> Path:
+    """PGR (private) against cumulative agent-hours: one line per agent (best so far) plus the campaign's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for a in data["agents"]:
+        rows = [t for t in timeline if t["agent"] == a["name"]]
+        if not rows:
+            continue
+        xs, ys, best = [0.0], [None], None
+        for t in rows:
+            best = t["private_pgr"] if best is None else max(best, t["private_pgr"])
+            xs.append(t["agent_hours"])
+            ys.append(best)
+        ax.step(xs[1:], ys[1:], where="post", lw=1.2, alpha=0.8, label=f"{a['direction']}")
+        ax.scatter([t["agent_hours"] for t in rows], [t["private_pgr"] for t in rows], s=8, alpha=0.35)
+    if timeline:
+        xs, ys, best = [], [], None
+        for t in timeline:
+            best = t["private_pgr"] if best is None else max(best, t["private_pgr"])
+            xs.append(t["agent_hours"])
+            ys.append(best)
+        ax.step(xs, ys, where="post", color="black", lw=2.2, label="campaign best")
+    if data["best_baseline_private_pgr"] is not None:
+        ax.axhline(
+            data["best_baseline_private_pgr"],
+            color="grey",
+            ls="--",
+            label=f"best baseline ({data['best_baseline']})",
+        )
+    ax.set_xlabel("cumulative agent-hours (all agents)")
+    ax.set_ylabel("PGR on the private half (best so far)")
+    ax.set_title(f"{data['testbed']}: {data['n_agents']} agents, {data['submissions']} submissions")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _code_of(admin: Client, sha: str, dest: Path) -> str:
+    """The stored code of a submission: its ``experiment.json`` (or file list) as Markdown."""
+    from aar.agents.artifacts import unpack
+
+    try:
+        data = admin.download(sha)
+    except (ApiError, OSError) as e:
+        return f"(code {sha} unavailable: {e})"
+    (dest / f"{sha[:16]}.bin").write_bytes(data)
+    try:
+        out = dest / sha[:16]
+        files = unpack(data, out)
+    except Exception:
+        return f"code `{sha}` ({len(data)} bytes, stored as {dest.name}/{sha[:16]}.bin)"
+    text = f"code `{sha}`: files {', '.join(sorted(files))} (unpacked in `{out.relative_to(dest.parent)}`)"
+    exp = out / "experiment.json"
+    if exp.exists():
+        text += f"\n\n```json\n{exp.read_text().strip()}\n```"
+    return text
+
+
+def render(data: dict, admin: Client, state: CampaignState, top: int = 3) -> str:
+    """``report.md``."""
+    d = Path(state.dir)
+    code_dir = d / "report_code"
+    code_dir.mkdir(exist_ok=True)
+    same = data["same_direction"]
+    lines = [
+        f"# Campaign report: {data['testbed']}",
+        "",
+        f"{data['n_agents']} agents ({'all on direction ' + same if same else 'diverse directions'}), "
+        f"{data['agent_hours']:.3f} agent-hours, {data['submissions']} scored submissions, "
+        f"cost ${data['cost_usd']:.2f} ({data['tokens']} tokens; the offline researcher uses none).",
+        "",
+        f"**Best private PGR {_fmt(data['best_private_pgr'])}** "
+        f"({data['best_agent']}, {data['best_method']}) "
+        f"vs the best shipped baseline **{data['best_baseline']} {_fmt(data['best_baseline_private_pgr'])}** "
+        f"on the same private half ({data['n_private']} examples; weak acc {data['weak_private_acc']:.3f}, "
+        f"ceiling acc {data['ceiling_private_acc']:.3f}). The entry best on the *public* figure scores "
+        f"{_fmt(data['best_public_selected_private_pgr'])} on the private half.",
+        "",
+        "## Leaderboard (ranked by private PGR)",
+        "",
+        "Each agent's entry is the submission behind its Ladder best (chosen on the public half). "
+        f"{data['ci']}.",
+        "",
+        "| rank | agent | direction | method | released public PGR | private PGR [95% CI] | submissions "
+        "| agent-hours |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ranked = sorted(data["agents"], key=lambda a: -(a["private_pgr"]["mean"] if a["private_pgr"] else -9))
+    for i, a in enumerate(ranked, 1):
+        priv = _ci(a["private_pgr"]) if a["private_pgr"] else "-"
+        lines.append(
+            f"| {i} | {a['name']} | {a['direction']} | {a['method'] or '-'} | {_fmt(a['released_pgr'])} | "
+            f"{priv} | {a['submissions']} | {a['agent_hours']:.3f} |"
+        )
+    lines += [
+        "",
+        "## Shipped baselines (same private half, over seeds)",
+        "",
+        "| baseline | public PGR | private PGR |",
+        "|---|---|---|",
+    ]
+    for name, b in sorted(data["baselines"].items(), key=lambda kv: -kv[1]["private_pgr"]["mean"]):
+        lines.append(f"| {name} | {_ci(b['public_pgr'])} | {_ci(b['private_pgr'])} |")
+    lines += [
+        "",
+        "## PGR against cumulative agent-hours",
+        "",
+        "![PGR vs agent-hours](pgr_vs_agent_hours.png)",
+        "",
+    ]
+    lines += ["## Cost", "", "| agent | agent-hours | tokens | USD | stopped |", "|---|---|---|---|---|"]
+    for a in data["agents"]:
+        lines.append(
+            f"| {a['name']} | {a['agent_hours']:.3f} | {a['tokens']} | {a['cost_usd']:.2f} "
+            f"| {a['stop_reason'] or a['status']} |"
+        )
+    lines += ["", "## Best methods: code and forum posts", ""]
+    for a in ranked[:top]:
+        if not a["artifact_sha256"]:
+            continue
+        lines += [f"### {a['name']}: {a['method']} (private PGR {_fmt(a['private_pgr']['mean'])})", ""]
+        lines += [_code_of(admin, a["artifact_sha256"], code_dir), ""]
+        try:
+            posts = admin.posts(author=a["name"], limit=5).items
+        except ApiError:
+            posts = []
+        for p in posts:
+            body = "\n".join("> " + ln for ln in p.body.splitlines())
+            lines += [f"**Forum post {p.id}: {p.title}**", "", body, ""]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_report(state: CampaignState, admin: Client) -> Path:
+    """Write ``report.json``, ``pgr_vs_agent_hours.png`` and ``report.md`` into the campaign directory."""
+    d = Path(state.dir)
+    data = collect(state, admin)
+    timeline = json.loads((d / "timeline.json").read_text())
+    plot(data, timeline, d / "pgr_vs_agent_hours.png")
+    _write(d / "report.json", json.dumps(data, indent=1))
+    _write(d / "report.md", render(data, admin, state))
+    return d / "report.md"
+
+
+def report_dir(directory: str | Path) -> Path:
+    """``aar report DIR``: (re)write the report of a campaign, starting its local server if needed."""
+    from aar.campaign.orchestrator import Campaign
+
+    state = CampaignState.load(directory)
+    camp = Campaign(state, launcher=_NoLaunch(), say=lambda _m: None)
+    try:
+        with camp._connect() as admin:
+            return write_report(state, admin)
+    finally:
+        camp.close()
+
+
+class _NoLaunch:
+    name = "none"
+
+    def start(self, launch):  # pragma: no cover - reports never launch agents
+        raise RuntimeError("a report does not start agents")

@@ -1,0 +1,145 @@
+"""The campaign's scoring server: a local one whose data dir lives in the campaign directory, or an
+attached one (``--server URL`` with an admin token). Agents always reach it through a Unix socket;
+for a TCP server the campaign relays that socket to it (:class:`SocketRelay`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from aar.client import ApiError, Client
+
+
+class ServerError(RuntimeError):
+    """The campaign's server could not be started or reached."""
+
+
+class LocalServer:
+    """``aar serve --uds DIR/server.sock`` on the data dir ``DIR/server``, as a child process group."""
+
+    def __init__(self, directory: Path, admin_token: str) -> None:
+        """Server for campaign directory ``directory``."""
+        self.dir = Path(directory)
+        self.data_dir = self.dir / "server"
+        self.socket = self.dir / "server.sock"
+        self.token = admin_token
+        self.proc = None
+        if len(str(self.socket)) > 100:
+            raise ServerError(f"campaign directory path too long for a Unix socket: {self.socket}")
+
+    def start(self, timeout: float = 60.0) -> LocalServer:
+        """Start it (removing a stale socket) and wait until it answers."""
+        from aar.agents.procs import start_group
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.socket.exists():
+            self.socket.unlink()
+        argv = [
+            sys.executable,
+            "-m",
+            "aar.cli",
+            "serve",
+            "--uds",
+            str(self.socket),
+            "--data-dir",
+            str(self.data_dir),
+            "--budget-per-hour",
+            "-1",
+            "--budget-total",
+            "-1",
+        ]
+        env = {**os.environ, "AAR_ADMIN_TOKEN": self.token}
+        self.proc = start_group(argv, self.data_dir / "server.log", env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerError(f"server exited; see {self.data_dir / 'server.log'}")
+            if self.socket.exists():
+                try:
+                    with self.admin() as c:
+                        c.health()
+                    os.chmod(self.socket, 0o666)  # sandboxed agents run as other uids
+                    return self
+                except (OSError, ApiError, Exception):
+                    pass
+            time.sleep(0.2)
+        self.stop()
+        raise ServerError(f"server did not answer within {timeout:.0f}s; see {self.data_dir / 'server.log'}")
+
+    def admin(self) -> Client:
+        """An admin client over the socket."""
+        return Client.over_unix_socket(self.socket, self.token, timeout=120)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then the whole group)."""
+        if self.proc is not None:
+            from aar.agents.procs import kill_group
+
+            kill_group(self.proc, grace=5.0)
+            self.proc = None
+
+
+def new_admin_token() -> str:
+    """A fresh admin token for a local campaign server."""
+    return "aar_admin_" + secrets.token_urlsafe(32)
+
+
+class SocketRelay:
+    """A Unix socket that forwards every connection to a TCP server (for sandboxed agents)."""
+
+    def __init__(self, path: Path, host: str, port: int) -> None:
+        """Relay ``path`` to ``host:port``."""
+        self.path, self.host, self.port = Path(path), host, port
+        if self.path.exists():
+            self.path.unlink()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(self.path))
+        os.chmod(self.path, 0o666)
+        self.sock.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection((self.host, self.port), timeout=30)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    def close(self) -> None:
+        """Stop accepting and remove the socket file."""
+        self.sock.close()
+        if self.path.exists():
+            self.path.unlink()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+def attached_admin(url: str, token: str) -> Client:
+    """An admin client for an attached server: ``http://host:port`` or ``unix:/path/to.sock``."""
+    if url.startswith("unix:"):
+        return Client.over_unix_socket(url[len("unix:") :], token, timeout=120)
+    return Client(url, token, timeout=120)

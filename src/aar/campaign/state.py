@@ -1,0 +1,95 @@
+"""The campaign's persistent state (``DIR/campaign.json``): written atomically, read on resume.
+
+It holds the options, the server's address and admin token, and per agent its credential,
+direction, seed and the wall-clock intervals it ran (so agent-hours add up across resumes). The
+file is mode 600: it carries tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+STATE_FILE = "campaign.json"
+
+
+@dataclass
+class AgentState:
+    """One agent of the campaign."""
+
+    name: str
+    index: int
+    direction: dict
+    seed: int
+    token: str
+    workspace: str
+    log: str
+    intervals: list[list[float]] = field(default_factory=list)  # [start, end] epoch seconds of each run
+    status: str = "pending"  # pending, running, done, stopped
+    pid: int | None = None
+    exit_code: int | None = None
+    stop_reason: str | None = None
+
+    def seconds(self, now: float | None = None) -> float:
+        """Wall seconds this agent has run, over all sessions (an open interval counts up to ``now``)."""
+        now = now or time.time()
+        return sum((e if e is not None else now) - s for s, e in (_pair(i) for i in self.intervals))
+
+    def seconds_until(self, t: float) -> float:
+        """Wall seconds this agent had run by epoch time ``t``."""
+        total = 0.0
+        for s, e in (_pair(i) for i in self.intervals):
+            end = min(e if e is not None else t, t)
+            total += max(0.0, end - s)
+        return total
+
+
+def _pair(i: list) -> tuple[float, float | None]:
+    return float(i[0]), (float(i[1]) if len(i) > 1 and i[1] is not None else None)
+
+
+@dataclass
+class CampaignState:
+    """Everything needed to continue a campaign after a kill."""
+
+    dir: str
+    testbed: str
+    options: dict
+    server: dict  # {"mode": "local"|"attach", "socket": path, "url": str|None, "admin_token": str}
+    agents: list[AgentState]
+    created_at: float = field(default_factory=time.time)
+    sessions: list[list[float]] = field(default_factory=list)
+    finished: bool = False
+    version: int = 1
+
+    def save(self) -> None:
+        """Atomic write (temp file, fsync, rename), mode 600."""
+        path = Path(self.dir) / STATE_FILE
+        tmp = path.with_name(f".{STATE_FILE}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> CampaignState:
+        """Read ``DIR/campaign.json``."""
+        path = Path(directory) / STATE_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{directory} is not a campaign directory (no {STATE_FILE})")
+        raw = json.loads(path.read_text())
+        raw["agents"] = [AgentState(**a) for a in raw["agents"]]
+        return cls(**raw)
+
+    def agent_seconds(self, now: float | None = None) -> float:
+        """Cumulative agent wall seconds over all agents and sessions."""
+        return sum(a.seconds(now) for a in self.agents)
+
+    def agent_hours_at(self, t: float) -> float:
+        """Cumulative agent-hours by epoch time ``t``."""
+        return sum(a.seconds_until(t) for a in self.agents) / 3600
