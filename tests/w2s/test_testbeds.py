@@ -57,3 +57,19 @@ def test_strong_model_prior_knows_more_than_weak(math_tiny):
     s = strong.raw_scores(pos).mean().item()
     w = weak.raw_scores(pos).mean().item()
     assert s > w
+
+
+def test_testbeds_and_build_cli(aar_home, math_tiny, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aar.cli import app
+
+    monkeypatch.setenv("AAR_HOME", str(aar_home))
+    res = CliRunner().invoke(app, ["testbeds"])
+    assert res.exit_code == 0
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("math-tiny"))
+    assert "built" in line and "not built" not in line and "test 300" in line
+    res = CliRunner().invoke(app, ["build", "--testbed", "math-tiny"])
+    assert res.exit_code == 0 and str(math_tiny.path) in res.output.replace("\n", "")
+    res = CliRunner().invoke(app, ["build", "--testbed", "atlantis"])
+    assert res.exit_code == 2 and "unknown testbed 'atlantis'" in res.output

@@ -19,7 +19,7 @@ def test_code_execution_and_stale_read():
     init = {"a": 3, "b": 5, "c": 0}
     assert _eval(init, [("a", 7)], ("a", "+", "b"), stale=False) == 2
     assert _eval(init, [("a", 7)], ("a", "+", "b"), stale=True) == 8
-    assert _eval(init, [("a", 7), ("b", 9)], ("a", "-", "b"), stale=False) == 8
+    assert _eval(init, [("a", 7), ("b", 9)], ("b", "-", "3"), stale=False) == 6
     for p in CodeWorld(n_programs=300).problems(random.Random(1)):
         assert p.answer not in p.near_misses and len(p.answer) == 1
 

@@ -121,18 +121,19 @@ def _eval(
         for var, value in updates:
             env[var] = value
     x, op, y = expr
-    return (env[x] + env[y]) % 10 if op == "+" else (env[x] - env[y]) % 10
+    yv = env[y] if y in env else int(y)
+    return (env[x] + yv) % 10 if op == "+" else (env[x] - yv) % 10
 
 
 class CodeWorld:
-    """Programs that bind three digit variables, rebind some, and print an expression (mod 10).
+    """Programs that bind three digit variables, rebind some, and print one plus a constant (mod 10).
 
     The popular error is the stale read: evaluating with a variable's first binding instead of
     its latest one.
     """
 
     name = "code"
-    version = 2
+    version = 3
     task = "Is the stated output of this tiny program correct? (1 = correct)"
 
     def __init__(self, n_programs: int = 60000) -> None:
@@ -144,7 +145,7 @@ class CodeWorld:
         while len(out) < self.n_programs:
             init = {v: rng.randrange(10) for v in _VARS}
             updates = [(rng.choice(_VARS), rng.randrange(10)) for _ in range(rng.choice((1, 2)))]
-            expr = (rng.choice(_VARS), rng.choice("+-"), rng.choice(_VARS))
+            expr = (rng.choice(_VARS), rng.choice("+-"), str(rng.randrange(10)))
             text = ";".join(f"{v}={init[v]}" for v in _VARS) + ";" + ";".join(f"{v}={x}" for v, x in updates)
             prompt = f"{text};print({''.join(expr)})>"
             if prompt in seen:
