@@ -179,3 +179,16 @@ def test_spec_round_trip_and_gguf_path():
     assert HFModelSpec.from_dict(s.to_dict()) == s
     with pytest.raises(ValueError):
         HFModelSpec.from_dict({**s.to_dict(), "nonsense": 1})
+
+
+def test_save_adapter_in_peft_format(tiny_llama, tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    judge = HFJudge(spec_of(tiny_llama))
+    out = judge.save_adapter(tmp_path / "adapter")
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert cfg["r"] == 4 and cfg["lora_alpha"] == 8 and cfg["base_model_name_or_path"] == str(tiny_llama)
+    tensors = load_file(str(out / "adapter_model.safetensors"))
+    assert len(tensors) == len(list(judge.trainable_parameters()))

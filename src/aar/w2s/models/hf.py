@@ -234,7 +234,7 @@ class Backbone:
 
     def activate(self, name: str) -> None:
         """Make ``name`` the adapter forward passes use (and the trainable one)."""
-        if self.active != name:
+        if self.active != name or self.model.active_adapter != name:
             self.model.set_adapter(name)
             self.active = name
 
@@ -246,6 +246,21 @@ class Backbone:
             if self.active == name:
                 self.activate(_PRIOR)
             self.model.delete_adapter(name)
+
+    def save_adapter(self, name: str, path: Path) -> Path:
+        """Write adapter ``name`` in peft's format (``adapter_config.json`` + safetensors) to ``path``."""
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        sd = get_peft_model_state_dict(self.model, adapter_name=name)
+        tensors = {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+        save_file(tensors, str(path / "adapter_model.safetensors"))
+        cfg = replace(self.model.peft_config[name])
+        cfg.base_model_name_or_path = self.spec.path
+        cfg.save_pretrained(str(path))
+        return path
 
     # encoding -------------------------------------------------------------------------------
     def _render(self, prompt: str, options: Sequence[str]) -> str:
@@ -305,12 +320,12 @@ class Backbone:
         """log P(label 1 token) - log P(label 0 token) at the last position, float32 on the CPU."""
         inputs = self.batch(examples)
         kw = {"logits_to_keep": 1} if self._keeps_logits else {}
-        last = self.model(**inputs, use_cache=False, **kw).logits[:, -1, :]
+        last = self.model(**inputs, use_cache=False, **kw).logits[:, -1, :].float()  # bf16 is too coarse
         out = []
         for i, ex in enumerate(examples):
             neg, pos = self.label_ids["pairwise" if ex.pairwise else "binary"]
             out.append(last[i, pos] - last[i, neg])
-        return torch.stack(out).float().cpu()
+        return torch.stack(out).cpu()
 
     def last_hidden(self, examples: Sequence[Example]) -> torch.Tensor:
         """Final-layer hidden state at the ``Label:`` position, float32 on the CPU."""
@@ -458,17 +473,4 @@ class HFJudge:
 
     def save_adapter(self, path: Path) -> Path:
         """Write this judge's adapter in peft's format (``adapter_config.json`` + safetensors)."""
-        from peft import get_peft_model_state_dict
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        bb = self.backbone
-        sd = get_peft_model_state_dict(bb.model, adapter_name=self.adapter)
-        save_file(
-            {k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(path / "adapter_model.safetensors")
-        )
-        cfg = replace(bb.model.peft_config[self.adapter])
-        cfg.base_model_name_or_path = self.spec.path
-        cfg.save_pretrained(str(path))
-        return path
+        return self.backbone.save_adapter(self.adapter, path)

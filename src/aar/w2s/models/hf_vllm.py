@@ -47,7 +47,7 @@ def vllm_label_logits(bb: Backbone, adapter: str, examples: Sequence[Example]) -
     from vllm.inputs import TokensPrompt
     from vllm.lora.request import LoRARequest
 
-    from aar.w2s.models.hf import _PRIOR, HFJudge
+    from aar.w2s.models.hf import _PRIOR
 
     if not examples:
         return np.zeros(0, dtype=np.float32)
@@ -61,9 +61,7 @@ def vllm_label_logits(bb: Backbone, adapter: str, examples: Sequence[Example]) -
     with tempfile.TemporaryDirectory(prefix="aar-lora-") as tmp:
         request = None
         if adapter != _PRIOR:
-            judge = object.__new__(HFJudge)  # a view of the adapter for saving, without a new adapter
-            judge.spec, judge.backbone, judge.adapter = bb.spec, bb, adapter
-            judge.save_adapter(Path(tmp))
+            bb.save_adapter(adapter, Path(tmp))
             request = LoRARequest(adapter, abs(hash(adapter)) % 2**31 + 1, tmp)
         outs = llm.generate(prompts, params, lora_request=request, use_tqdm=False)
     lps = []
