@@ -95,3 +95,20 @@ def test_original_layout_end_to_end(kind, tmp_path, tiny_llama, tiny_qwen2_chat,
             scored = agent.submit(name, run.probs, sha, "vanilla", method="vanilla")
     assert np.isfinite(scored.public.pgr)
     assert time.monotonic() - t0 < 60
+
+
+def test_every_shipped_method_runs_on_an_imported_testbed(tmp_path, tiny_llama, tiny_qwen2_chat):
+    from aar.w2s.methods.registry import builtin_methods
+    from aar.w2s.testbeds.imported import import_testbed
+    from aar.w2s.train import TrainConfig
+
+    fast = TrainConfig(epochs=1, lr=5e-3, batch_size=16, grad_accum_steps=2)
+    tb = import_testbed(
+        write_domain(tmp_path / "chat", "chat", sizes={"train_label": 16, "train_unlabel": 32, "test": 16}),
+        "fx-methods", str(tiny_qwen2_chat), str(tiny_llama), tmp_path / "home", dev_size=8,
+        weak_train=fast, strong_train=fast, model_settings={"max_length": 64, "lora": {"rank": 4}},
+    )  # fmt: skip
+    for name, method in builtin_methods().items():
+        run = run_method(tb, method, seed=0, splits=("dev", "test"))
+        assert len(run.probs) == 24, name
+        assert all(0.0 <= p <= 1.0 for p in run.probs.values()), name
