@@ -8,17 +8,18 @@ rule, one step at a time:
 2. **Propose.** With an empty queue: my direction's starting points first, then one-step mutations of
    my incumbent along my direction's knobs (occasionally any knob).
 3. **Screen.** Run the next candidate on one seed (dev + test inputs). Drop it when its label-free
-   diagnostics look degenerate: label balance far from the teacher's, or a copy of the teacher.
+   diagnostics look degenerate: one class for over 90% of inputs (when the teacher is not itself that
+   lopsided), or a copy of the teacher.
 4. **Submit.** When a screened candidate scores above my incumbent's screen score, or after
    ``batch`` screens without a submission: confirm the best pending one on a second seed (it must agree
-   with itself) and submit it, while the submission budget lasts.
+   with itself; skipped when too little time is left) and submit it, while the budget lasts.
 5. **Learn.** A better public figure makes the candidate my incumbent and is posted with its evidence
    (what I tried, what changed, the public figure, code hash, config). After ``patience`` submissions
-   without progress I post the negative results and restart from the next starting point.
+   without progress I post the negative results, drop my queue and widen the next proposals to any knob.
 
-Screen score (no labels): agreement with the strong model's zero-shot prior plus agreement with the
-teacher on inputs where the two disagree count for nothing; what is left rewards predictions that
-are confident, balanced like the teacher and stable. See :func:`screen_score`.
+Screen score (no labels): agreement with the teacher plus agreement with the strong model's zero-shot
+prior (two views with different errors), plus half the seed agreement once measured. See
+:func:`screen_score`.
 
 Deterministic given its seed and the forum it reads. Its state lives in ``state.json`` in the workspace,
 so a killed researcher resumes where it stopped; the server's record of its submissions wins over
@@ -49,7 +50,7 @@ class ResearcherSettings:
     explore: float = 0.25  # chance a mutation may move any knob, not only the direction's
     max_cost: int = 2  # trainings per run (ensemble x rounds)
     min_seed_agreement: float = 0.7
-    max_balance_shift: float = 0.2
+    min_balance: float = 0.1  # a run predicting one class for more than 90% of inputs has collapsed
     min_step_seconds: float = 20.0  # stop when less time than this is left
 
 
@@ -94,18 +95,19 @@ class State:
     replied: list[int] = field(default_factory=list)
     n_submitted: int = 0
     steps: int = 0
+    last_run_s: float = 0.0
+    wide: int = 0  # proposals left that may move any knob (after a run of failures)
     done: bool = False
 
 
 def screen_score(d: dict) -> float:
     """Label-free score of a screened run: higher is more promising.
 
-    ``agreement_with_prior + agreement_with_teacher`` (where the strong model's prior and the teacher
-    agree, both reward the same answer; where they disagree, neither can), plus half the seed
-    stability when measured, minus twice the shift of the label balance away from the teacher's.
+    Agreement with the teacher plus agreement with the strong model's zero-shot prior: two views whose
+    errors differ, so a run that agrees with both where they agree and picks well where they differ
+    scores high, without assuming which view is better. Plus half the seed agreement when measured.
     """
     score = d.get("agreement_with_prior", 0.5) + d["agreement_with_teacher"]
-    score -= 2 * abs(d["label_balance"] - d["teacher_label_balance"])
     if d.get("seed_agreement") is not None:
         score += 0.5 * d["seed_agreement"]
     return round(score, 4)
@@ -166,6 +168,14 @@ class OfflineResearcher:
 
     def time_left(self) -> float:
         return self.deadline - self.clock()
+
+    def experiment(self, r: Record, **args) -> dict:
+        """``run_experiment`` within the time left; remembers how long runs take."""
+        t0 = self.clock()
+        timeout = max(5.0, self.time_left() - 5)
+        out = self.tool("run_experiment", method=r.method, params=r.params, timeout_s=timeout, **args)
+        self.state.last_run_s = self.clock() - t0
+        return out
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> State:
@@ -285,9 +295,11 @@ class OfflineResearcher:
         base = self.rec(base_key).config
         knobs = list(self.region.get("knobs", []))
         for _ in range(20):
-            wide = self.rng.random() < self.s.explore
+            wide = self.state.wide > 0 or self.rng.random() < self.s.explore
             new = mutate(base, [] if wide else knobs, self.rng, self.s.max_cost)
             queued = new is not None and self.enqueue(new, f"mutate {base.describe()}")
+            if queued and self.state.wide > 0:
+                self.state.wide -= 1
             if queued and len(self.state.queue) >= 2:
                 return
 
@@ -299,8 +311,7 @@ class OfflineResearcher:
     def screen(self, key: str) -> None:
         """One cheap run (one seed); keep it as pending unless its diagnostics look degenerate."""
         r = self.rec(key)
-        timeout = max(5.0, self.time_left() - 5)
-        out = self.tool("run_experiment", method=r.method, params=r.params, seeds=[0], timeout_s=timeout)
+        out = self.experiment(r, seeds=[0])
         r.run_id = out.get("run_id")
         if "diagnostics" not in out or not out.get("ok"):
             r.status, r.note = "failed", str(out.get("error", ""))[:300]
@@ -308,10 +319,10 @@ class OfflineResearcher:
             self.log(f"screen {r.config.describe()}: failed ({r.note[:120]})")
             return
         d = r.diag = out["diagnostics"]
-        shift = abs(d["label_balance"] - d["teacher_label_balance"])
-        if shift > self.s.max_balance_shift:
-            r.status = "rejected"
-            r.note = f"label balance {d['label_balance']:.2f} vs teacher {d['teacher_label_balance']:.2f}"
+        lo = self.s.min_balance
+        teacher_ok = 2 * lo <= d["teacher_label_balance"] <= 1 - 2 * lo
+        if teacher_ok and not lo <= d["label_balance"] <= 1 - lo:
+            r.status, r.note = "rejected", f"collapsed: label balance {d['label_balance']:.2f}"
         elif d["agreement_with_teacher"] > 0.995 and r.method != "weak":
             r.status, r.note = "rejected", "copies the teacher"
         else:
@@ -325,18 +336,21 @@ class OfflineResearcher:
     def confirm_and_submit(self, key: str) -> None:
         """Check the candidate on a second seed, then submit its first-seed predictions."""
         r = self.rec(key)
-        timeout = max(5.0, self.time_left() - 5)
-        out = self.tool("run_experiment", method=r.method, params=r.params, seeds=[0, 1], timeout_s=timeout)
-        agree = (out.get("diagnostics") or {}).get("seed_agreement")
+        agree = None
+        if self.time_left() > 2.5 * self.state.last_run_s + self.s.min_step_seconds:
+            out = self.experiment(r, seeds=[1], with_run=r.run_id)
+            agree = (out.get("diagnostics") or {}).get("seed_agreement")
+            if agree is None or agree < self.s.min_seed_agreement:
+                r.seed_agreement, r.status, r.note = agree, "unstable", f"seed agreement {agree}"
+                self.put(r)
+                self.log(f"confirm {r.config.describe()}: unstable ({agree})")
+                return
+        else:
+            self.log("too little time left to confirm on a second seed: submitting the screened run")
         r.seed_agreement = agree
-        if agree is None or agree < self.s.min_seed_agreement:
-            r.status, r.note = "unstable", f"seed agreement {agree}"
-            self.put(r)
-            self.log(f"confirm {r.config.describe()}: unstable ({agree})")
-            return
         desc = (
             f"{r.config.describe()} from {r.origin}; direction {self.direction['name']}; "
-            f"screen score {r.score:.3f}, seed agreement {agree:.3f} (run {r.run_id})"
+            f"screen score {r.score:.3f}, seed agreement {agree} (run {r.run_id})"
         )
         sub = self.tool("submit", run_id=r.run_id, description=desc, method_label=r.method)
         self.state.since_submit = 0
@@ -370,6 +384,7 @@ class OfflineResearcher:
                 self.post_negative()
                 self.state.since_progress = []
                 self.state.queue = []
+                self.state.wide = 2
         self.reply_to_source(r)
 
     def post_finding(self, key: str, prev: str | None = None) -> None:

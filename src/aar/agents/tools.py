@@ -177,6 +177,12 @@ def testbed_info(env: AgentEnv) -> dict:
             "seeds": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": 5},
             "splits": {"type": "array", "items": {"type": "string", "enum": ["dev", "test"]}, "maxItems": 2},
             "timeout_s": {"type": "number", "minimum": 1, "maximum": 3600},
+            "with_run": {
+                "type": "string",
+                "maxLength": 40,
+                "description": "an earlier run of the same method whose seeds join the diagnostics "
+                "(e.g. seed agreement without rerunning a seed)",
+            },
         },
         ("method",),
     )
@@ -188,6 +194,7 @@ def run_experiment(
     seeds: list[int] | None = None,
     splits: list[str] | None = None,
     timeout_s: float | None = None,
+    with_run: str | None = None,
 ) -> dict:
     """Run a method on your machine on the unlabelled inputs and predict dev and/or test, for each seed
     (each seed uses that seed's teacher). Returns a run id (for `submit`) and diagnostics that need no
@@ -199,16 +206,32 @@ def run_experiment(
     res = env.runner.run(method, params or {}, seeds, tuple(splits or ("dev", "test")), timeout_s)
     out = res.summary()
     if res.probs:
+        probs, used = list(res.probs), list(res.seeds[: len(res.probs)])
+        if with_run:
+            for seed, p in _earlier_run(env, with_run, res.splits):
+                if seed not in used:
+                    probs.append(p)
+                    used.append(seed)
         ids = [i for s in res.splits for i in env.split_ids(s)]
-        out["diagnostics"] = diagnostics(
-            res.probs,
-            [env.teacher(s) for s in res.seeds[: len(res.probs)]],
-            ids,
-            res.seconds,
-            env.prior() if method != "zero_shot" else None,
-        )
+        prior = env.prior() if Path(method).stem != "zero_shot" else None
+        out["diagnostics"] = diagnostics(probs, [env.teacher(s) for s in used], ids, res.seconds, prior)
+        out["diagnostics"]["seeds"] = used
         (env.runner.runs_dir / res.run_id / "diagnostics.json").write_text(json.dumps(out["diagnostics"]))
     return out
+
+
+def _earlier_run(env: AgentEnv, run_id: str, splits: list[str]) -> list[tuple[int, dict]]:
+    run_dir = env.runner.runs_dir / run_id
+    if "/" in run_id or not (run_dir / "request.json").exists():
+        raise ToolError(f"unknown run '{run_id}'")
+    req = json.loads((run_dir / "request.json").read_text())
+    if req["splits"] != list(splits):
+        raise ToolError(f"run {run_id} predicted {req['splits']}, not {list(splits)}")
+    return [
+        (seed, json.loads((run_dir / f"s{seed}.json").read_text())["probs"])
+        for seed in req["seeds"]
+        if (run_dir / f"s{seed}.json").exists()
+    ]
 
 
 # -- submissions -----------------------------------------------------------------------------------
@@ -390,7 +413,7 @@ def forum_reply(
     submission_ids: list[int] | None = None,
     artifact_hashes: list[str] | None = None,
 ) -> dict:
-    """Reply to a post."""
+    """Reply to a forum post (Markdown), optionally linking submissions and code."""
     return {"post_id": env.client.reply(post_id, body, submission_ids, artifact_hashes).id}
 
 

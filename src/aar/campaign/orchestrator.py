@@ -60,6 +60,7 @@ class CampaignOptions:
     baselines: list[str] | None = None  # None: every shipped method
     agent_command: list[str] | None = None  # replaces the agent process (tests, custom backends)
     researcher: dict = field(default_factory=dict)  # ResearcherSettings overrides
+    grace_seconds: float = 15.0  # past its wall budget an agent is killed whatever it is doing
 
     def budgets(self) -> Budgets:
         """The budgets these options imply."""
@@ -70,6 +71,7 @@ class CampaignOptions:
             agent_tokens=self.agent_tokens,
             agent_dollars=self.agent_dollars,
             total_dollars=self.total_dollars,
+            grace_seconds=self.grace_seconds,
         )
 
 
@@ -365,7 +367,7 @@ class Campaign:
             for a in st.agents
         ]
         pgrs = [x["pgr"] for x in agents if x["pgr"] is not None]
-        elapsed = sum(e - s for s, e in st.sessions)
+        elapsed = sum(e - s for s, e in st.sessions[:-1]) + now - st.sessions[-1][0]
         remaining = max(
             (self.budgets.agent_seconds - a.seconds(now) for a in st.agents if a.status == "running"),
             default=0.0,

@@ -142,7 +142,10 @@ def run(
                 False,
                 seed + r + 1,
             )
-        out += logit(predict_proba(model, ctx.predict_inputs)) / ensemble
+        probs = predict_proba(model, ctx.predict_inputs)
+        if ensemble == 1 and not post_prior:
+            return probs  # exactly the student's output (vanilla when every ingredient is off)
+        out += logit(probs) / ensemble
     if post_prior:
         out = out + post_prior * prior_logits(base, ctx.predict_inputs)
     return sigmoid(out)

@@ -1,0 +1,34 @@
+import random
+
+from aar.agents.space import Config, combine, mutate, to_recipe, valid
+
+
+def test_config_is_canonical():
+    a = Config.of("recipe", {"soft": True, "keep": 1.0, "prior_weight": 1.0})
+    b = Config.of("recipe", {"prior_weight": 1.0, "soft": True})
+    assert a == b and a.key == b.key and "keep" not in a.kwargs
+
+
+def test_mutation_moves_one_knob_one_step_and_is_deterministic():
+    base = Config.of("recipe", {"prior_weight": 1.0})
+    out1 = [mutate(base, ["prior_weight", "soft"], random.Random(3)) for _ in range(5)]
+    out2 = [mutate(base, ["prior_weight", "soft"], random.Random(3)) for _ in range(5)]
+    assert out1 == out2
+    for new in out1:
+        diff = {k for k in set(new.kwargs) | set(base.kwargs) if new.kwargs.get(k) != base.kwargs.get(k)}
+        assert len(diff) == 1 and diff <= {"prior_weight", "soft"}
+        if "prior_weight" in diff:
+            assert new.kwargs.get("prior_weight", 0.0) in (0.5, 2.0)
+
+
+def test_knobless_methods_mutate_as_recipes_and_cost_is_capped():
+    assert mutate(Config.of("vanilla"), ["keep"], random.Random(0)).method == "recipe"
+    assert not valid(Config.of("recipe", {"ensemble": 2, "rounds": 1}), max_cost=2)
+
+
+def test_combining_ideas():
+    conf = Config.of("confident", {"keep": 0.7})
+    assert to_recipe(conf) == Config.of("recipe", {"keep": 0.7})
+    both = combine(Config.of("recipe", {"prior_weight": 1.0}), conf)
+    assert both == Config.of("recipe", {"prior_weight": 1.0, "keep": 0.7})
+    assert combine(Config.of("probe"), conf) is None
