@@ -145,6 +145,15 @@ def test_kill_minus_nine_and_resume_loses_nothing(aar_home, tmp_path):
         notes = json.loads((Path(a.workspace) / "state.json").read_text())
         assert notes["n_submitted"] >= per_agent[a.name]
     assert r["submissions"] == len(after_subs)
+    # `aar report DIR` restarts the campaign's server to rewrite the report
+    from typer.testing import CliRunner
+
+    from aar.cli import app
+
+    (d / "report.md").unlink()
+    res = CliRunner().invoke(app, ["report", str(d)])
+    assert res.exit_code == 0, res.output
+    assert "best private PGR" in res.output and (d / "report.md").exists()
 
 
 HUNG_AGENT = """
