@@ -138,6 +138,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible"
         + (f", {torch.cuda.get_device_name()}" if cfg["device"] == "cuda" else ""),
         "torch_threads": args.threads,
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),  # other jobs share the CPUs
         "model": {"arch": "llama (random weights, from config)", "params": n_params, "lora_params": lora,
                   "hidden": cfg["hidden"], "layers": cfg["layers"], "dtype": str(base.backbone.dtype)},
         "examples": cfg["examples"],
