@@ -359,11 +359,24 @@ def campaign(
     directions: str | None = typer.Option(None, help="Add starting directions from a JSON or text file."),
     submissions: int = typer.Option(24, min=1, help="Submissions per agent."),
     total_submissions: int | None = typer.Option(None, help="Submissions for the whole campaign."),
-    agent_tokens: int | None = typer.Option(None, help="Token budget per agent (LLM backends)."),
-    agent_dollars: float | None = typer.Option(None, help="Dollar budget per agent (LLM backends)."),
-    total_dollars: float | None = typer.Option(None, help="Dollar budget for the campaign (LLM backends)."),
+    agent_tokens: int | None = typer.Option(
+        None, "--agent-tokens", "--max-tokens-per-agent", help="Token budget per agent (LLM backends)."
+    ),
+    agent_dollars: float | None = typer.Option(
+        None, "--agent-dollars", "--max-dollars-per-agent", help="Dollar budget per agent (LLM backends)."
+    ),
+    total_dollars: float | None = typer.Option(
+        None, "--total-dollars", "--max-dollars", help="Dollar budget for the campaign (LLM backends)."
+    ),
     seed: int = typer.Option(0, help="Campaign seed (each agent's researcher seed derives from it)."),
-    backend: str = typer.Option("offline", help="Agent backend ('offline': the built-in researcher)."),
+    backend: str = typer.Option(
+        "offline", help="Agent backend: offline (built-in researcher), anthropic or openai (LLM researchers)."
+    ),
+    model: str | None = typer.Option(None, help="LLM backends: model name (e.g. claude-sonnet-4-5)."),
+    base_url: str | None = typer.Option(
+        None, help="LLM backends: API base URL (an OpenAI-compatible server: vLLM, llama.cpp, Ollama)."
+    ),
+    prices: str | None = typer.Option(None, help="LLM backends: price table JSON (default: shipped table)."),
     unsafe_no_sandbox: bool = typer.Option(
         False, "--unsafe-no-sandbox", help="Run agents WITHOUT bubblewrap isolation."
     ),
@@ -379,6 +392,14 @@ def campaign(
         total_submissions=total_submissions, agent_tokens=agent_tokens, agent_dollars=agent_dollars,
         total_dollars=total_dollars, seed=seed, backend=backend, unsafe_no_sandbox=unsafe_no_sandbox,
     )
+    if backend != "offline" and not resume:  # LLM researchers: keys come from the environment, checked now
+        from aar.agents.llm.campaign import check_options
+
+        opts.model, opts.base_url, opts.llm = model, base_url, ({"prices_file": prices} if prices else {})
+        try:
+            check_options(backend, model, base_url, agent_dollars, total_dollars, opts.llm)
+        except ValueError as e:
+            _fail(str(e))
     try:
         run_campaign(None if resume else opts, resume=resume, report=report)
     except (SandboxUnavailable, FileExistsError, FileNotFoundError, ValueError) as e:

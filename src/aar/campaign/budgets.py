@@ -30,9 +30,15 @@ class Budgets:
 
 
 def usage(workspace: str | Path) -> dict:
-    """Tokens and dollars an agent's backend reported (``usage.json``); zeros when absent or unreadable."""
+    """Tokens and dollars an agent's backend reported (``usage.json``); zeros when absent or unreadable.
+
+    LLM backends account in the supervising process and write ``usage.json`` beside the workspace
+    (``agents/<name>/usage.json``, out of the agent's reach); that file wins when it exists.
+    """
+    ws = Path(workspace)
+    outside = ws.parent / "usage.json"
     try:
-        raw = json.loads((Path(workspace) / "usage.json").read_text())
+        raw = json.loads((outside if outside.exists() else ws / "usage.json").read_text())
         return {"tokens": int(raw.get("tokens", 0)), "dollars": float(raw.get("dollars", 0.0))}
     except (OSError, ValueError, TypeError, AttributeError):
         return {"tokens": 0, "dollars": 0.0}

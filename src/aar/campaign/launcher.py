@@ -30,6 +30,7 @@ class AgentLaunch:
     env: dict[str, str]
     wall_seconds: float
     argv: list[str] = field(default_factory=list)
+    pipes: bool = False  # stdin/stdout as pipes (LLM backends: the supervisor talks to the tool executor)
 
     def command(self) -> list[str]:
         """``python -m aar.agents.run_agent CONFIG`` unless ``argv`` is set."""
@@ -57,6 +58,7 @@ class Launcher(Protocol):
 class _PlainHandle:
     def __init__(self, popen: subprocess.Popen) -> None:
         self.popen, self.pid = popen, popen.pid
+        self.stdin, self.stdout = popen.stdin, popen.stdout  # pipes when launched with pipes=True
 
     def poll(self) -> int | None:
         return self.popen.poll()
@@ -79,13 +81,23 @@ class ProcessLauncher:
         from aar.agents.procs import start_group
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("AAR_")}
+        env = {k: v for k, v in env.items() if not k.endswith(("_API_KEY", "_AUTH_TOKEN"))}  # model API keys
         env.update(launch.env)
+        if launch.pipes:  # LLM backends: the tool executor speaks JSON lines on stdin/stdout
+            from aar.agents.procs import die_with_parent
+
+            with open(launch.log, "ab") as log:
+                return _PlainHandle(subprocess.Popen(
+                    launch.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                    start_new_session=True, env=env, cwd=launch.workspace, close_fds=True,
+                    preexec_fn=die_with_parent))
         return _PlainHandle(start_group(launch.command(), launch.log, env=env, cwd=launch.workspace))
 
 
 class _SandboxHandle:
     def __init__(self, proc, log_file) -> None:
         self.proc, self.pid, self._log = proc, proc.pid, log_file
+        self.stdin, self.stdout = proc.stdin, proc.stdout  # pipes when launched with pipes=True
 
     def poll(self) -> int | None:
         code = self.proc.poll()
@@ -135,9 +147,9 @@ class SandboxLauncher:
             gid=uid,
         )
         log = open(launch.log, "ab")  # noqa: SIM115 - closed by the handle
-        proc = popen_sandboxed(
-            launch.command(), spec, stdout=log, stderr=subprocess.STDOUT, audit=self.audit, label=launch.name
-        )
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": log} if launch.pipes else {
+            "stdout": log, "stderr": subprocess.STDOUT}
+        proc = popen_sandboxed(launch.command(), spec, audit=self.audit, label=launch.name, **pipes)
         return _SandboxHandle(proc, log)
 
 

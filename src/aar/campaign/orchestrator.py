@@ -54,6 +54,9 @@ class CampaignOptions:
     total_dollars: float | None = None
     seed: int = 0
     backend: str = "offline"
+    model: str | None = None  # LLM backends (anthropic, openai): the model name
+    base_url: str | None = None  # LLM backends: API base URL (OpenAI-compatible: vLLM, llama.cpp, ...)
+    llm: dict = field(default_factory=dict)  # LLM loop settings (aar.agents.llm.campaign)
     unsafe_no_sandbox: bool = False
     experiment_timeout_s: float = 120.0
     teacher_seeds: int = 3
@@ -186,6 +189,11 @@ class Campaign:
         )
         self.budgets = self.opts.budgets()
         self.launcher = launcher or make_launcher(self.opts.unsafe_no_sandbox)
+        if self.opts.backend != "offline":  # LLM backends: model loop in this process, tools in the sandbox
+            from aar.agents.llm.campaign import LLMLauncher
+
+            if not isinstance(self.launcher, LLMLauncher):
+                self.launcher = LLMLauncher(self.launcher, self.opts, state)
         self.server, self.relay = server, None
         self.handles: dict[str, AgentHandle] = {}
         self.progress = progress or Progress(f"campaign {Path(state.dir).name}")

@@ -56,6 +56,7 @@ def collect(state: CampaignState, admin: Client) -> dict:
                 "private_pgr": e["private_pgr"] if e else None,
                 "tokens": used[a.name]["tokens"],
                 "cost_usd": used[a.name]["dollars"],
+                **_llm_cost(a, used[a.name]["dollars"]),
             }
         )
     return {
@@ -85,10 +86,35 @@ def collect(state: CampaignState, admin: Client) -> dict:
         "submissions": len(timeline),
         "cost_usd": round(sum(u["dollars"] for u in used.values()), 4),
         "tokens": sum(u["tokens"] for u in used.values()),
+        "usd_per_agent_hour": _per_hour(sum(u["dollars"] for u in used.values()), state.agent_seconds()),
+        "prices": _prices(state),
         "agents": agents,
         "ranking": "private PGR of the submission behind each agent's Ladder best (chosen on public)",
         "ci": "95% bootstrap over private-half examples (agents) or over seeds (baselines)",
     }
+
+
+def _per_hour(dollars: float, seconds: float) -> float | None:
+    return round(dollars / (seconds / 3600), 4) if seconds > 0 else None
+
+
+def _llm_cost(a, dollars: float) -> dict:
+    """LLM backends: token detail (input, output, cache reads/writes), calls, model, USD per agent-hour."""
+    try:
+        raw = json.loads((Path(a.log).parent / "usage.json").read_text())
+    except (OSError, ValueError):
+        return {"usd_per_agent_hour": _per_hour(dollars, a.seconds())}
+    return {"usd_per_agent_hour": _per_hour(dollars, a.seconds()), "token_detail": raw.get("detail"),
+            "model_calls": raw.get("calls"), "model": raw.get("model")}
+
+
+def _prices(state: CampaignState) -> dict | None:
+    """The price table version an LLM campaign used (``prices.json`` in the campaign directory)."""
+    try:
+        raw = json.loads((Path(state.dir) / "prices.json").read_text())
+        return {"version": raw.get("version"), "file": "prices.json"}
+    except (OSError, ValueError):
+        return None
 
 
 def plot(data: dict, timeline: list[dict], path: Path) -> Path:
@@ -208,12 +234,16 @@ def render(data: dict, admin: Client, state: CampaignState, top: int = 3) -> str
         "![PGR vs agent-hours](pgr_vs_agent_hours.png)",
         "",
     ]
-    lines += ["## Cost", "", "| agent | agent-hours | tokens | USD | stopped |", "|---|---|---|---|---|"]
+    lines += ["## Cost", "", "| agent | agent-hours | tokens | USD | USD per agent-hour | stopped |",
+              "|---|---|---|---|---|---|"]
     for a in data["agents"]:
         lines.append(
-            f"| {a['name']} | {a['agent_hours']:.3f} | {a['tokens']} | {a['cost_usd']:.2f} "
-            f"| {a['stop_reason'] or a['status']} |"
+            f"| {a['name']} | {a['agent_hours']:.3f} | {a['tokens']} | {a['cost_usd']:.4f} "
+            f"| {_fmt(a.get('usd_per_agent_hour'))} | {a['stop_reason'] or a['status']} |"
         )
+    lines += ["", f"Campaign: ${data['cost_usd']:.4f} for {data['agent_hours']:.3f} agent-hours, "
+              f"{_fmt(data.get('usd_per_agent_hour'))} USD per agent-hour"
+              + (f" (price table {data['prices']['version']})." if data.get("prices") else ".")]
     lines += ["", "## Best methods: code and forum posts", ""]
     for a in ranked[:top]:
         if not a["artifact_sha256"]:
