@@ -348,7 +348,9 @@ def testbed_export(
 def campaign(
     testbed: str = typer.Option("math", help="Testbed name (see `aar testbeds`)."),
     agents: int = typer.Option(9, min=1, max=64, help="Number of automated researchers."),
-    minutes: float = typer.Option(15.0, min=0.1, help="Wall-clock budget per agent (they run in parallel)."),
+    minutes: float = typer.Option(
+        10.0, min=0.1, help="Wall-clock budget per agent (they run in parallel; set-up adds 2-5 minutes)."
+    ),
     dir: str | None = typer.Option(None, "--dir", help="Campaign directory (default ./campaigns/<time>)."),
     resume: str | None = typer.Option(None, help="Continue the campaign in this directory."),
     server: str | None = typer.Option(None, help="Attach to this server (http://host:port or unix:/path)."),

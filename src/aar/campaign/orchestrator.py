@@ -41,7 +41,7 @@ class CampaignOptions:
 
     testbed: str = "math"
     agents: int = 9
-    minutes: float = 15.0
+    minutes: float = 10.0
     dir: str | None = None
     server: str | None = None
     admin_token: str | None = None
@@ -405,6 +405,19 @@ def _is_agent_process(pid: int) -> bool:
     return b"run_agent" in cmd or b"_enter.py" in cmd or b"bwrap" in cmd
 
 
+def summary_line(state: CampaignState) -> str:
+    """One line: best private PGR against the best shipped baseline, submissions, agent-hours."""
+    import json
+
+    r = json.loads((Path(state.dir) / "report.json").read_text())
+    best = "-" if r["best_private_pgr"] is None else f"{r['best_private_pgr']:.3f}"
+    base = "-" if r["best_baseline_private_pgr"] is None else f"{r['best_baseline_private_pgr']:.3f}"
+    return (
+        f"best private PGR {best} ({r['best_method']}) vs best shipped baseline {r['best_baseline']} {base}; "
+        f"{r['submissions']} submissions, {r['agent_hours']:.2f} agent-hours, ${r['cost_usd']:.2f}"
+    )
+
+
 def run_campaign(
     opts: CampaignOptions | None = None,
     resume: str | None = None,
@@ -428,6 +441,7 @@ def run_campaign(
             with camp._connect() as admin:
                 out = write_report(state, admin)
             say(f"report: {out}")
+            say(summary_line(state))
     finally:
         camp.close()
     return state
