@@ -361,6 +361,7 @@ def campaign(
     directions: str | None = typer.Option(None, help="Add starting directions from a JSON or text file."),
     submissions: int = typer.Option(24, min=1, help="Submissions per agent."),
     total_submissions: int | None = typer.Option(None, help="Submissions for the whole campaign."),
+    total_minutes: float | None = typer.Option(None, help="Wall clock for the campaign (all sessions)."),
     agent_tokens: int | None = typer.Option(
         None, "--agent-tokens", "--max-tokens-per-agent", help="Token budget per agent (LLM backends)."
     ),
@@ -392,7 +393,8 @@ def campaign(
         testbed=testbed, agents=agents, minutes=minutes, dir=dir, server=server, admin_token=admin_token,
         same_direction=same_direction, directions_file=directions, submissions=submissions,
         total_submissions=total_submissions, agent_tokens=agent_tokens, agent_dollars=agent_dollars,
-        total_dollars=total_dollars, seed=seed, backend=backend, unsafe_no_sandbox=unsafe_no_sandbox,
+        total_dollars=total_dollars, total_minutes=total_minutes, seed=seed, backend=backend,
+        unsafe_no_sandbox=unsafe_no_sandbox,
     )
     if backend != "offline" and not resume:  # LLM researchers: keys come from the environment, checked now
         from aar.agents.llm.campaign import check_options

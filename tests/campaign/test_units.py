@@ -14,6 +14,9 @@ def test_budgets():
     assert agent_over(b, 10, 0, {"tokens": 0, "dollars": 1.5}) == "dollar budget"
     assert campaign_over(b, 5, 0.0) == "campaign submission budget"
     assert campaign_over(b, 4, 0.0) is None
+    timed = Budgets(agent_seconds=60, agent_submissions=3, total_seconds=100)
+    assert campaign_over(timed, 0, 0.0, elapsed=99) is None
+    assert campaign_over(timed, 0, 0.0, elapsed=100) == "campaign wall-clock budget"
 
 
 def test_usage_file(tmp_path):

@@ -22,6 +22,7 @@ class Budgets:
     agent_tokens: int | None = None
     agent_dollars: float | None = None
     total_dollars: float | None = None
+    total_seconds: float | None = None  # the campaign's own wall clock, over all sessions
     grace_seconds: float = 15.0  # past its wall budget an agent is killed, whatever it is doing
 
     def to_dict(self) -> dict:
@@ -57,8 +58,10 @@ def agent_over(b: Budgets, seconds: float, submissions: int, used: dict) -> str 
     return None
 
 
-def campaign_over(b: Budgets, submissions: int, dollars: float) -> str | None:
-    """Why the whole campaign must stop now, or None."""
+def campaign_over(b: Budgets, submissions: int, dollars: float, elapsed: float = 0.0) -> str | None:
+    """Why the whole campaign must stop now, or None (``elapsed``: campaign wall seconds, all sessions)."""
+    if b.total_seconds is not None and elapsed >= b.total_seconds:
+        return "campaign wall-clock budget"
     if b.total_submissions is not None and submissions >= b.total_submissions:
         return "campaign submission budget"
     if b.total_dollars is not None and dollars >= b.total_dollars:

@@ -52,6 +52,7 @@ class CampaignOptions:
     agent_tokens: int | None = None
     agent_dollars: float | None = None
     total_dollars: float | None = None
+    total_minutes: float | None = None  # the campaign's wall clock over all sessions
     seed: int = 0
     backend: str = "offline"
     model: str | None = None  # LLM backends (anthropic, openai): the model name
@@ -74,6 +75,7 @@ class CampaignOptions:
             agent_tokens=self.agent_tokens,
             agent_dollars=self.agent_dollars,
             total_dollars=self.total_dollars,
+            total_seconds=None if self.total_minutes is None else self.total_minutes * 60,
             grace_seconds=self.grace_seconds,
         )
 
@@ -338,7 +340,8 @@ class Campaign:
                 self._refresh(admin)
                 last_refresh = now
                 total_usd = sum(usage(a.workspace)["dollars"] for a in st.agents)
-                reason = campaign_over(b, len(self.submissions), total_usd)
+                elapsed = sum(e - s for s, e in st.sessions[:-1]) + now - st.sessions[-1][0]
+                reason = campaign_over(b, len(self.submissions), total_usd, elapsed)
                 if reason:
                     self.stop_reason = reason
                     for a in st.agents:
