@@ -427,8 +427,11 @@ class OfflineResearcher:
         rs = [self.rec(k) for k in self.state.since_progress]
         inc = self.rec(self.state.incumbent).config.describe() if self.state.incumbent else "none"
         body = "\n".join(
-            [f"These did not beat my best (`{inc}`, public PGR {self.state.best_released}):", ""]
-            + [f"- `{r.config.describe()}`: released {r.released_pgr}, screen score {r.score}" for r in rs]
+            [f"These did not beat my best (`{inc}`, public PGR{_fmt(self.state.best_released)}):", ""]
+            + [
+                f"- `{r.config.describe()}`: released{_fmt(r.released_pgr)}, screen score {r.score}"
+                for r in rs
+            ]
         )
         self.tool(
             "forum_post",
@@ -451,7 +454,7 @@ class OfflineResearcher:
             post_id=pid,
             submission_ids=[r.submission_id],
             body=f"Tried `{r.config.describe()}` ({r.origin}) in direction "
-            f"{self.direction['name']}: released public PGR {r.released_pgr}, "
+            f"{self.direction['name']}: released public PGR{_fmt(r.released_pgr)}, "
             f"improved my best: {r.improved}.",
         )
         if "post_id" in out:
