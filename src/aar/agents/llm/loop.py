@@ -302,19 +302,20 @@ class Researcher:
             else int(estimate_tokens(system) + estimate_tokens(messages))
         )
         prompt = int(prompt * s.prompt_safety)
-        max_out = max_tokens
+        max_out, binding = max_tokens, None
         tok_left, usd_left = self.ledger.headroom()
-        if tok_left != float("inf"):
-            max_out = min(max_out, int(tok_left - prompt))
+        if tok_left != float("inf") and int(tok_left - prompt) < max_out:
+            max_out, binding = int(tok_left - prompt), "tokens"
         if self.price is not None and usd_left != float("inf") and self.price.output > 0:
-            max_out = min(
-                max_out, int((usd_left - self.price.worst_case(prompt, 0)) * 1e6 / self.price.output)
-            )
+            fit = int((usd_left - self.price.worst_case(prompt, 0)) * 1e6 / self.price.output)
+            if fit < max_out:
+                max_out, binding = fit, "dollars"
         if max_out < min(s.min_output_tokens, max_tokens):
+            kind = "token" if binding == "tokens" else "dollar"
             raise BudgetExhausted(
-                self.ledger.exhausted()
-                or f"budget: not enough left for a call (prompt ~{prompt} tokens, {tok_left} tokens and "
-                f"${usd_left:.4f} free including calls in flight)"
+                f"{self.ledger.limiting(binding or 'tokens')}: {kind} budget too low for another call "
+                f"(prompt ~{prompt} tokens; {tok_left:.0f} tokens and ${usd_left:.4f} free, counting calls "
+                "in flight)"
             )
         worst = self.price.worst_case(prompt, max_out) if self.price is not None else 0.0
         res = self.ledger.reserve(prompt + max_out, worst)

@@ -181,6 +181,21 @@ class Ledger:
                     usd = min(usd, node.max_dollars - node.dollars - node.reserved_dollars)
             return tok, usd
 
+    def limiting(self, kind: str) -> str:
+        """Name of the ledger whose ``kind`` ("tokens" or "dollars") budget has the least room left."""
+        with self._lock:
+            best, room = self, float("inf")
+            for node in self._chain():
+                if kind == "tokens" and node.max_tokens is not None:
+                    left = node.max_tokens - node.tokens - node.reserved_tokens
+                elif kind == "dollars" and node.max_dollars is not None:
+                    left = node.max_dollars - node.dollars - node.reserved_dollars
+                else:
+                    continue
+                if left < room:
+                    best, room = node, left
+            return best.name or "budget"
+
     def exhausted(self) -> str | None:
         """Which budget is used up (nothing left at all), or None."""
         with self._lock:
