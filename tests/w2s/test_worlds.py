@@ -15,13 +15,15 @@ def test_math_answers_and_popular_error():
     assert all(m != p.answer for m in p.near_misses)
 
 
-def test_code_execution_and_stale_read():
-    init = {"a": 3, "b": 5, "c": 0}
-    assert _eval(init, [("a", 7)], ("a", "+", "b"), stale=False) == 2
-    assert _eval(init, [("a", 7)], ("a", "+", "b"), stale=True) == 8
-    assert _eval(init, [("a", 7), ("b", 9)], ("b", "-", "3"), stale=False) == 6
-    for p in CodeWorld(n_programs=300).problems(random.Random(1)):
-        assert p.answer not in p.near_misses and len(p.answer) == 1
+def test_code_precedence_and_left_to_right_error():
+    assert _eval(37, 4, 3, "x+y*k", left_to_right=False) == 49
+    assert _eval(37, 4, 3, "x+y*k", left_to_right=True) == 123
+    assert _eval(37, 4, 3, "y*k+x", left_to_right=True) == 49
+    probs = {p.prompt: p for p in CodeWorld().problems(random.Random(1))}
+    p = probs["x=37;y=4;print(x+y*3)>"]
+    assert p.answer == "049" and p.error == "123"
+    assert probs["x=37;y=4;print(x+y+3)>"].error is None
+    assert all(p.answer not in p.near_misses for p in probs.values())
 
 
 def test_chat_belief_is_the_popular_error():

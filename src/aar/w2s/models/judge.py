@@ -110,7 +110,7 @@ class TinyJudge(nn.Module):
                 score = self._scores(batch).unsqueeze(1)
                 prompts = [e.prompt for e in batch]
                 answers = [e.options[0] for e in batch]
-                ids, _mask = encode_pairs(self.tok, prompts, answers, self.gpt.cfg.block_size)
+                ids, _mask = encode_pairs(self.tok, prompts, answers, self.gpt.cfg.block_size - 1)
                 h = self.gpt.hidden(ids)
                 valid = (ids != PAD).float().unsqueeze(-1)
                 last = h[torch.arange(len(batch)), (ids != PAD).sum(1) - 1]

@@ -114,9 +114,11 @@ def read_layout(folder: Path, name: str, dev_size: int = 0) -> Dataset:
     folder = Path(folder)
     missing = [f for f in FILES.values() if not (folder / f).is_file()]
     if missing:
-        subs = sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / FILES["test"]).is_file()) if (
-            folder.is_dir()
-        ) else []
+        subs = (
+            sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / FILES["test"]).is_file())
+            if (folder.is_dir())
+            else []
+        )
         hint = f"; domain folders inside: {', '.join(subs)}" if subs else ""
         raise LayoutError(f"{folder} is not a domain folder of the original layout: missing {missing}{hint}")
     splits = {s: read_split(folder / f, s) for s, f in FILES.items()}

@@ -110,55 +110,52 @@ class MathWorld:
 
 
 # ----------------------------------------------------------------------------------------- code
-_VARS = "abc"
+_FORMS = ("x+y*k", "y*k+x", "x+y+k")  # only the first form carries the popular error
 
 
-def _eval(
-    init: dict[str, int], updates: list[tuple[str, int]], expr: tuple[str, str, str], stale: bool
-) -> int:
-    env = dict(init)
-    if not stale:
-        for var, value in updates:
-            env[var] = value
-    x, op, y = expr
-    yv = env[y] if y in env else int(y)
-    return (env[x] + yv) % 10 if op == "+" else (env[x] - yv) % 10
+def _eval(x: int, y: int, k: int, form: str, left_to_right: bool) -> int:
+    if form == "x+y*k":
+        return (x + y) * k if left_to_right else x + y * k
+    if form == "y*k+x":
+        return y * k + x
+    return x + y + k
 
 
 class CodeWorld:
-    """Programs that bind three digit variables, rebind some, and print one plus a constant (mod 10).
+    """Two assignments and a printed expression; the popular error ignores operator precedence.
 
-    The popular error is the stale read: evaluating with a variable's first binding instead of
-    its latest one.
+    ``x=37;y=4;print(x+y*3)>`` prints ``049``; evaluating left to right gives ``123``.
     """
 
     name = "code"
-    version = 3
     task = "Is the stated output of this tiny program correct? (1 = correct)"
-
-    def __init__(self, n_programs: int = 60000) -> None:
-        self.n_programs = n_programs
+    version = 4
 
     def problems(self, rng: random.Random) -> list[Problem]:
-        """A deterministic sample of distinct programs."""
-        out, seen = [], set()
-        while len(out) < self.n_programs:
-            init = {v: rng.randrange(10) for v in _VARS}
-            updates = [(rng.choice(_VARS), rng.randrange(10)) for _ in range(rng.choice((1, 2)))]
-            expr = (rng.choice(_VARS), rng.choice("+-"), str(rng.randrange(10)))
-            text = ";".join(f"{v}={init[v]}" for v in _VARS) + ";" + ";".join(f"{v}={x}" for v, x in updates)
-            prompt = f"{text};print({''.join(expr)})>"
-            if prompt in seen:
-                continue
-            seen.add(prompt)
-            right = _eval(init, updates, expr, stale=False)
-            wrong = _eval(init, updates, expr, stale=True)
-            misses = tuple(str(d) for d in range(10) if d not in (right, wrong))
-            out.append(Problem(prompt, prompt, str(right), str(wrong) if wrong != right else None, misses))
+        """Every program for x in 10..99, y in 0..9, k in 2..9 and each expression form."""
+        out = []
+        for x in range(10, 100):
+            for y in range(10):
+                for k in range(2, 10):
+                    for form in _FORMS:
+                        right = _eval(x, y, k, form, left_to_right=False)
+                        wrong = _eval(x, y, k, form, left_to_right=True)
+                        prompt = f"x={x};y={y};print({form.replace('k', str(k))})>"
+                        misses = {right + d for d in (-10, -1, 1, 10, k, -k, 2, -2)} - {right, wrong}
+                        out.append(
+                            Problem(
+                                key=prompt,
+                                prompt=prompt,
+                                answer=f"{right:03d}",
+                                error=f"{wrong:03d}" if wrong != right else None,
+                                near_misses=tuple(f"{m:03d}" for m in sorted(misses) if 0 <= m <= 999),
+                            )
+                        )
+        rng.shuffle(out)
         return out
 
     def corpus_line(self, problem: Problem, error_rate: float, rng: random.Random) -> tuple[str, str]:
-        """The output, or the stale-read output at ``error_rate`` where it differs."""
+        """The output, or the left-to-right output at ``error_rate`` where it differs."""
         if problem.error is not None and rng.random() < error_rate:
             return problem.prompt, problem.error
         return problem.prompt, problem.answer
