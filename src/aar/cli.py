@@ -412,6 +412,43 @@ def campaign(
         raise typer.Exit(130) from None
 
 
+@app.command("mcp")
+def mcp_cmd(
+    campaign_dir: str | None = typer.Option(None, "--campaign", help="Act as an agent of this campaign."),
+    agent: str | None = typer.Option(None, help="With --campaign: the agent's name or index."),
+    token: str | None = typer.Option(None, envvar="AAR_TOKEN", help="The agent's server token (credential)."),
+    workspace: str | None = typer.Option(None, help="Without --campaign: the agent's workspace folder."),
+    view: str | None = typer.Option(None, help="Without --campaign: the testbed's public view folder."),
+    testbed: str | None = typer.Option(None, help="Without --campaign: the testbed id on the server."),
+    server: str | None = typer.Option(
+        None, envvar="AAR_SERVER_URL", help="Without --campaign: server, http://host:port or unix:/path."
+    ),
+    transport: str = typer.Option("stdio", help="stdio (Claude Code, most clients) or http (streamable)."),
+    host: str = typer.Option("127.0.0.1", help="HTTP transport: address to listen on."),
+    port: int = typer.Option(8770, help="HTTP transport: port (endpoint http://HOST:PORT/mcp)."),
+) -> None:
+    """Serve an agent's research tools over MCP, so Claude Code or any MCP client can be the researcher."""
+    import os
+    from pathlib import Path
+
+    from aar.agents.mcp_server import McpAgent, run
+
+    try:
+        if campaign_dir:
+            if not agent:
+                _fail("--campaign needs --agent")
+            who = McpAgent.from_campaign(campaign_dir, agent, token)
+        else:
+            sock = os.environ.get("AAR_SERVER_SOCKET")
+            srv = server or (f"unix:{sock}" if sock else None)
+            if not (workspace and view and testbed and srv):
+                _fail("give --campaign DIR --agent NAME, or --workspace, --view, --testbed and --server")
+            who = McpAgent("agent", token or "", testbed, Path(view), Path(workspace), srv)
+        run(who, transport, host, port)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
 @app.command("report")
 def report_cmd(dirs: list[str] = typer.Argument(..., help="Campaign directories.")) -> None:
     """Write DIR/report.md, report.json and the PGR-vs-agent-hours PNG; compare several campaigns."""
