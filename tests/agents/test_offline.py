@@ -70,7 +70,9 @@ class FakeWorld:
         return {"error": f"unexpected tool {name}"}
 
 
-def _researcher(tmp_path: Path, world: FakeWorld, seed: int = 0, direction: int = 3, steps: int = 12):
+def _researcher(
+    tmp_path: Path, world: FakeWorld, seed: int = 0, direction: int = 3, steps: int = 12, budget: int = 8
+):
     tmp_path.mkdir(parents=True, exist_ok=True)
     env = type("Env", (), {"workspace": tmp_path})()
     clock = iter(range(0, 10_000, 10))
@@ -80,7 +82,7 @@ def _researcher(tmp_path: Path, world: FakeWorld, seed: int = 0, direction: int 
         builtin_directions()[direction].to_dict(),
         seed,
         deadline=10_000,
-        max_submissions=8,
+        max_submissions=budget,
         settings=ResearcherSettings(min_step_seconds=1),
         log=lambda _m: None,
         clock=lambda: float(next(clock)),
@@ -110,6 +112,14 @@ def test_research_loop_screens_submits_and_posts(tmp_path):
     posts = [a for n, a in world.calls if n == "forum_post" and "finding" in a["tags"]]
     assert posts and "```json" in posts[0]["body"] and posts[0]["submission_ids"]
     assert r.state.incumbent is not None and (tmp_path / "state.json").exists()
+
+
+def test_never_runs_dry_when_the_incumbent_sits_at_a_grid_edge(tmp_path):
+    world = FakeWorld()
+    world.quality = lambda method, params: 0.5 if method == "confident" else 0.1  # confident(keep=0.5) wins
+    r = _researcher(tmp_path, world, direction=2, steps=25, budget=25)  # confidence-filtering
+    tried = _tried(world)
+    assert len(set(tried)) >= 20 and r.state.steps == 25
 
 
 def test_deterministic_given_a_seed(tmp_path):

@@ -6,7 +6,8 @@ rule, one step at a time:
 1. **Read.** New ``finding`` posts by other agents: an idea whose linked submission the server shows
    at or above my best public figure is queued as is, and combined with my incumbent.
 2. **Propose.** With an empty queue: my direction's starting points first, then one-step mutations of
-   my incumbent along my direction's knobs (occasionally any knob).
+   my incumbent along my direction's knobs (occasionally any knob); once its neighbourhood is used
+   up, mutations of my other best-screened configurations, then wider and two-step moves.
 3. **Screen.** Run the next candidate on one seed (dev + test inputs). Drop it when its label-free
    diagnostics look degenerate: one class for over 90% of inputs (when the teacher is not itself that
    lopsided), or a copy of the teacher.
@@ -289,23 +290,30 @@ class OfflineResearcher:
             self.state.start_index += 1
             if self.enqueue(cfg, f"start {self.state.start_index}"):
                 return
-        base_key = self.state.incumbent or self._best_screened()
-        if base_key is None:
+        bases = self._bases()
+        if not bases:
             return
-        base = self.rec(base_key).config
         knobs = list(self.region.get("knobs", []))
-        for _ in range(20):
-            wide = self.state.wide > 0 or self.rng.random() < self.s.explore
-            new = mutate(base, [] if wide else knobs, self.rng, self.s.max_cost)
+        for attempt in range(60):
+            # the incumbent first; then other promising configurations; then wider and longer moves
+            base = bases[0] if attempt < 15 else self.rng.choice(bases)
+            wide = self.state.wide > 0 or attempt >= 30 or self.rng.random() < self.s.explore
+            steps = 1 if attempt < 45 else 2
+            new = mutate(base, [] if wide else knobs, self.rng, self.s.max_cost, steps)
             queued = new is not None and self.enqueue(new, f"mutate {base.describe()}")
             if queued and self.state.wide > 0:
                 self.state.wide -= 1
             if queued and len(self.state.queue) >= 2:
                 return
 
-    def _best_screened(self) -> str | None:
-        ok = [(r["score"], k) for k, r in self.state.records.items() if r["score"] is not None]
-        return max(ok)[1] if ok else None
+    def _bases(self) -> list[Config]:
+        """The incumbent (or best screened), then the next best screened configurations."""
+        scored = sorted(
+            ((r["score"], k) for k, r in self.state.records.items() if r["score"] is not None), reverse=True
+        )
+        keys = [self.state.incumbent] if self.state.incumbent else []
+        keys += [k for _, k in scored if k not in keys][:5]
+        return [self.rec(k).config for k in keys]
 
     # -- 3. screen ---------------------------------------------------------------------------------
     def screen(self, key: str) -> None:

@@ -101,10 +101,21 @@ def valid(cfg: Config, max_cost: int = 2) -> bool:
     return cfg.cost() <= max_cost
 
 
-def mutate(cfg: Config, knobs: list[str], rng: random.Random, max_cost: int = 2) -> Config | None:
-    """Move one knob one grid step: a knob of ``knobs`` the method has (else any of its knobs)."""
-    if cfg.method in ("vanilla", "zero_shot", "weak"):
-        cfg = to_recipe(cfg) or cfg
+def mutate(
+    cfg: Config, knobs: list[str], rng: random.Random, max_cost: int = 2, steps: int = 1
+) -> Config | None:
+    """Move ``steps`` knobs one grid step each: knobs of ``knobs`` the method has (else any of its knobs).
+
+    A shipped method with a recipe form is rewritten as a recipe first when it has fewer than two
+    knobs, or half of the time, so its neighbourhood includes the other ingredients.
+    """
+    recipe = to_recipe(cfg)
+    if recipe is not None and cfg.method != "recipe":
+        few = sum(k in GRID for k in _method_params(cfg.method)) < 2
+        if few or rng.random() < 0.5:
+            cfg = recipe
+    for _ in range(steps - 1):
+        cfg = mutate(cfg, knobs, rng, max_cost) or cfg
     own = [k for k in GRID if k in _method_params(cfg.method)]
     choices = [k for k in knobs if k in own] or own
     if not choices:
