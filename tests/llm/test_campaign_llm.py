@@ -92,7 +92,7 @@ def test_scripted_anthropic_researcher_runs_a_campaign(aar_home, tmp_path, monke
             minutes=1.5,
             dir=str(d),
             baselines=["vanilla"],
-            teacher_seeds=2,
+            teacher_seeds=1,
             submissions=4,
             experiment_timeout_s=60.0,
             grace_seconds=5.0,

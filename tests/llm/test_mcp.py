@@ -21,15 +21,16 @@ def agent_token(server):
         return admin.create_agent("mcp-researcher", budget_total=3).token
 
 
-async def _session_script(session, ws) -> dict:
+async def _session_script(session, ws, info: bool = True) -> dict:
     out = {}
     init = await session.initialize()
     out["instructions"] = init.instructions or ""
     out["tools"] = {t.name: t for t in (await session.list_tools()).tools}
     r = await session.call_tool("write_file", {"path": "notebook.md", "content": "# Notes\n- started\n"})
     out["write"] = (r.is_error, json.loads(r.content[0].text))
-    r = await session.call_tool("testbed_info", {})
-    out["info"] = (r.is_error, json.loads(r.content[0].text))
+    if info:  # (imports the method library: torch)
+        r = await session.call_tool("testbed_info", {})
+        out["info"] = (r.is_error, json.loads(r.content[0].text))
     r = await session.call_tool(
         "forum_post", {"title": "hello", "body": "first post over MCP", "tags": ["note"]}
     )
@@ -52,7 +53,8 @@ def _check(out: dict, ws) -> None:
     assert out["tools"]["submit"].input_schema["required"] == ["run_id", "description"]
     assert "weak-to-strong" in out["instructions"] and "PGR" in out["instructions"]
     assert out["write"][0] is False and (ws / "notebook.md").read_text().startswith("# Notes")
-    assert out["info"][0] is False and out["info"][1]["testbed_id"] == "math-tiny"
+    if "info" in out:
+        assert out["info"][0] is False and out["info"][1]["testbed_id"] == "math-tiny"
     assert out["post"][0] is False and out["post"][1]["post_id"] >= 1
     assert out["escape"][0] is True and "outside your workspace" in out["escape"][1]["error"]
     assert out["unknown"][0] is True and "unknown tool" in out["unknown"][1]
@@ -88,7 +90,7 @@ def test_mcp_over_stdio(server, view, agent_token, tmp_path):
 
     async def main():
         async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-            return await _session_script(session, ws)
+            return await _session_script(session, ws, info=False)
 
     _check(anyio.run(main), ws)
     with server.admin() as admin:

@@ -131,7 +131,9 @@ class LLMHandle:
         """Stop the loop (a call in flight may finish and is accounted) and kill the sandbox."""
         self.researcher.stop_event.set()
         self.inner.kill()
-        self.thread.join(timeout=30)
+        # a model call in flight is not waited for long: its reservation stays in usage.json ("in_flight")
+        # and its real usage is recorded if it returns while this process lives
+        self.thread.join(timeout=5)
 
 
 class LLMLauncher:
