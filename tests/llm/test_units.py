@@ -175,3 +175,24 @@ def test_context_split_keeps_calls_with_their_results():
     new = compacted("kick", "summary", "notes", recent, len(old))
     assert new[0]["role"] == "user" and "summary" in new[0]["content"] and "notes" in new[0]["content"]
     assert repair([*h, h[1]])[-1]["results"][0]["is_error"]
+
+
+def test_campaign_cli_checks_llm_options_before_starting(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from aar.cli import app
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    run = lambda *a: CliRunner().invoke(app, ["campaign", "--dir", str(tmp_path / "c"), *a])  # noqa: E731
+    r = run("--backend", "anthropic", "--model", "claude-haiku-4-5")
+    assert r.exit_code == 2 and "ANTHROPIC_API_KEY" in r.output
+    r = run("--backend", "openai", "--model", "m")
+    assert r.exit_code == 2 and "--base-url" in r.output
+    r = run(
+        "--backend", "openai", "--model", "my-local-model", "--base-url", "http://x/v1", "--max-dollars", "5"
+    )
+    assert r.exit_code == 2 and "no price for model" in r.output
+    r = run("--backend", "gemini", "--model", "m")
+    assert r.exit_code == 2 and "unknown backend" in r.output
+    assert not (tmp_path / "c").exists()  # nothing was created
