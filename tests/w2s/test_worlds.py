@@ -15,14 +15,13 @@ def test_math_answers_and_popular_error():
     assert all(m != p.answer for m in p.near_misses)
 
 
-def test_code_grouping_and_right_to_left_error():
-    assert _eval(37, 4, 3, "x-y+k", right_to_left=False) == 36
-    assert _eval(37, 4, 3, "x-y+k", right_to_left=True) == 30
-    assert _eval(37, 4, 3, "x-y-k", right_to_left=True) == 36
-    assert _eval(37, 4, 3, "x+y-k", right_to_left=True) == 38 == _eval(37, 4, 3, "x+y-k", right_to_left=False)
+def test_code_precedence_and_left_to_right_error():
+    assert _eval(37, 4, 3, "x+y*k", left_to_right=False) == 49
+    assert _eval(37, 4, 3, "x+y*k", left_to_right=True) == 123
+    assert _eval(37, 4, 3, "y*k+x", left_to_right=True) == 49
     probs = {p.prompt: p for p in CodeWorld().problems(random.Random(1))}
-    p = probs["x=37;y=4;print(x-y+3)>"]
-    assert p.answer == "036" and p.error == "030"
+    p = probs["x=37;y=4;print(x+y*3)>"]
+    assert p.answer == "049" and p.error == "123"
     assert probs["x=37;y=4;print(x+y+3)>"].error is None
     assert all(p.answer not in p.near_misses for p in probs.values())
 

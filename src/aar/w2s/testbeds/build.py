@@ -84,11 +84,14 @@ def _pretrain_one(
 
 
 BUILD_VERSION = 1  # bump when pretraining or splitting changes: it is part of the cache key
+# Fine-tuning configs do not change what a build makes; the teacher and ceiling caches key on them.
+_NOT_IN_BUILD = ("weak_train", "strong_train", "description")
 
 
 def testbed_dir(spec: TestbedSpec, home: Path) -> Path:
-    """Cache folder of ``spec``, named after a key of the spec, the world's and the builder's versions."""
-    key = key_of({"spec": spec.to_dict(), "world": WORLDS[spec.world].version, "build": BUILD_VERSION})
+    """Cache folder of ``spec``: a key of what the build depends on (spec, world and builder versions)."""
+    built_from = {k: v for k, v in spec.to_dict().items() if k not in _NOT_IN_BUILD}
+    key = key_of({"spec": built_from, "world": WORLDS[spec.world].version, "build": BUILD_VERSION})
     return home / "testbeds" / f"{spec.name}-{key}"
 
 

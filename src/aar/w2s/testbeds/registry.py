@@ -47,9 +47,9 @@ TESTBEDS: dict[str, TestbedSpec] = {
         sizes=_FULL,
         corpus_error_rate=0.6,
         judgment_error_share=0.8,
-        pretrain_share=0.75,
+        pretrain_share=0.7,
         corpus_repeats=2,
-        description="Tiny programs printing x-y+k and kin; the corpus often groups minus right to left.",
+        description="Tiny programs printing an expression; the corpus often ignores operator precedence.",
     ),
     "chat": TestbedSpec(
         name="chat",

@@ -110,39 +110,38 @@ class MathWorld:
 
 
 # ----------------------------------------------------------------------------------------- code
-_FORMS = ("x-y+k", "x-y-k", "x+y-k", "x+y+k")
+_FORMS = ("x+y*k", "y*k+x", "x+y+k")  # only the first form carries the popular error
 
 
-def _eval(x: int, y: int, k: int, form: str, right_to_left: bool) -> int:
-    """Value of ``form``; ``right_to_left`` groups the last two terms first (the popular error)."""
-    s1 = 1 if form[1] == "+" else -1
-    s2 = 1 if form[3] == "+" else -1
-    if right_to_left:
-        return x + s1 * (y + s2 * k)
-    return x + s1 * y + s2 * k
+def _eval(x: int, y: int, k: int, form: str, left_to_right: bool) -> int:
+    if form == "x+y*k":
+        return (x + y) * k if left_to_right else x + y * k
+    if form == "y*k+x":
+        return y * k + x
+    return x + y + k
 
 
 class CodeWorld:
-    """Two assignments and a printed expression; the popular error groups ``-`` right to left.
+    """Two assignments and a printed expression; the popular error ignores operator precedence.
 
-    ``x=37;y=4;print(x-y+3)>`` prints ``036``; grouping as ``x-(y+3)`` gives ``030``.
+    ``x=37;y=4;print(x+y*3)>`` prints ``049``; evaluating left to right gives ``123``.
     """
 
     name = "code"
     task = "Is the stated output of this tiny program correct? (1 = correct)"
-    version = 5
+    version = 4
 
     def problems(self, rng: random.Random) -> list[Problem]:
-        """Every program for x in 20..99, y and k in 0..9, and each expression form."""
+        """Every program for x in 10..99, y in 0..9, k in 2..9 and each expression form."""
         out = []
-        for x in range(20, 100):
+        for x in range(10, 100):
             for y in range(10):
-                for k in range(10):
+                for k in range(2, 10):
                     for form in _FORMS:
-                        right = _eval(x, y, k, form, right_to_left=False)
-                        wrong = _eval(x, y, k, form, right_to_left=True)
+                        right = _eval(x, y, k, form, left_to_right=False)
+                        wrong = _eval(x, y, k, form, left_to_right=True)
                         prompt = f"x={x};y={y};print({form.replace('k', str(k))})>"
-                        misses = {right + d for d in (-10, -1, 1, 10, 2, -2, 11, -11)} - {right, wrong}
+                        misses = {right + d for d in (-10, -1, 1, 10, k, -k, 2, -2)} - {right, wrong}
                         out.append(
                             Problem(
                                 key=prompt,
@@ -156,7 +155,7 @@ class CodeWorld:
         return out
 
     def corpus_line(self, problem: Problem, error_rate: float, rng: random.Random) -> tuple[str, str]:
-        """The output, or the right-to-left output at ``error_rate`` where it differs."""
+        """The output, or the left-to-right output at ``error_rate`` where it differs."""
         if problem.error is not None and rng.random() < error_rate:
             return problem.prompt, problem.error
         return problem.prompt, problem.answer
