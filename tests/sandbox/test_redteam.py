@@ -87,7 +87,7 @@ def assert_blocked(host: Host, result, lines, events, *, expect_probes: bool = T
     assert result.returncode != 3
     kinds = [e["event"] for e in events]
     assert "sandbox.start" in kinds and "sandbox.exit" in kinds, kinds
-    exit_event = next(e for e in events if e["event"] == "sandbox.exit")
+    exit_event = next(e for e in reversed(events) if e["event"] == "sandbox.exit")  # the last try
     assert exit_event["run_id"] == result.run_id and "hostile.py" in exit_event["argv"]
     assert exit_event["label"].startswith("redteam:")
     assert_campaign_alive(host)

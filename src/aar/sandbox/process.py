@@ -305,8 +305,37 @@ def run_sandboxed(
 
     Output is captured up to ``spec.limits.output_kb`` per stream (the rest is drained and
     dropped, marked ``*_truncated``). Never raises for what the command does; raises
-    :class:`SandboxUnavailable` as :func:`popen_sandboxed` does.
+    :class:`SandboxUnavailable` as :func:`popen_sandboxed` does. A sandbox that could not even
+    be created because the kernel said EAGAIN (the uid's processes of a just-killed sandbox are
+    still being reaped) is retried a few times with backoff before its failure is returned.
     """
+    for attempt in range(_START_RETRIES + 1):
+        result = _run_once(cmd, spec, stdin, audit, label, allow_unsafe)
+        if attempt == _START_RETRIES or not _start_failed_eagain(result):
+            return result
+        time.sleep(0.2 * 2**attempt)
+    return result
+
+
+_START_RETRIES = 6
+
+
+def _start_failed_eagain(result: SandboxResult) -> bool:
+    """Whether bwrap failed to create its namespaces with EAGAIN before running anything."""
+    err = result.stderr
+    failed_start = result.returncode != 0 and not result.stdout
+    return failed_start and "Creating new namespace failed: Resource temporarily unavailable" in err
+
+
+def _run_once(
+    cmd: Sequence[str],
+    spec: SandboxSpec,
+    stdin: bytes | None,
+    audit: AuditFn | None,
+    label: str,
+    allow_unsafe: bool,
+) -> SandboxResult:
+    """One attempt of :func:`run_sandboxed`."""
     proc = popen_sandboxed(cmd, spec, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                            audit=audit, label=label, allow_unsafe=allow_unsafe)
     keep = spec.limits.output_kb * 1024
