@@ -188,3 +188,16 @@ def test_a_hung_agent_never_hangs_the_campaign(aar_home, tmp_path):
     assert not leftovers, f"processes of the hung agent survived: {leftovers}"
     r = json.loads((d / "report.json").read_text())
     assert r["submissions"] == 0 and r["best_private_pgr"] is None
+
+
+def test_a_crashing_agent_is_restarted_a_few_times(aar_home, tmp_path):
+    d = tmp_path / "camp"
+    opts = small_options(
+        d, minutes=0.5, unsafe_no_sandbox=True, agent_command=[sys.executable, "-c", "exit(3)"]
+    )
+    t0 = time.monotonic()
+    state = run_campaign(CampaignOptions(**opts), say=_quiet)
+    assert time.monotonic() - t0 < 60
+    for a in state.agents:
+        assert a.restarts == 3 and a.exit_code == 3 and a.stop_reason == "exited (3)"
+        assert len(a.intervals) == 4

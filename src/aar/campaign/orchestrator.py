@@ -33,6 +33,7 @@ from aar.campaign.timeline import all_submissions, build_timeline, write_timelin
 from aar.client import ApiError, Client
 
 MIN_RUN_SECONDS = 20.0  # an agent with less budget left is not restarted
+MAX_RESTARTS = 3  # restarts of an agent that crashed (non-zero exit status)
 
 
 @dataclass
@@ -331,6 +332,11 @@ class Campaign:
                 if code is not None:
                     self.handles.pop(a.name)
                     a.exit_code, a.status, a.stop_reason = code, "done", f"exited ({code})"
+                    left = b.agent_seconds - a.seconds(now)
+                    if code != 0 and a.restarts < MAX_RESTARTS and left >= MIN_RUN_SECONDS:
+                        a.restarts += 1  # a crashed agent resumes from its own notes
+                        self.say(f"{a.name} exited with status {code}; restart {a.restarts}/{MAX_RESTARTS}")
+                        self._launch(a, now)
                     continue
                 n_subs = sum(s["agent"] == a.name for s in self.submissions)
                 reason = agent_over(b, a.seconds(now), n_subs, usage(a.workspace))

@@ -32,6 +32,7 @@ class AgentState:
     pid: int | None = None
     exit_code: int | None = None
     stop_reason: str | None = None
+    restarts: int = 0
 
     def seconds(self, now: float | None = None) -> float:
         """Wall seconds this agent has run, over all sessions (an open interval counts up to ``now``)."""
