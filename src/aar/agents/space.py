@@ -7,6 +7,8 @@ import json
 import random
 from dataclasses import dataclass
 
+from aar.w2s.methods import recipe
+
 # Ordered values of each knob; a mutation moves one knob one step along its list.
 GRID: dict[str, list] = {
     "soft": [False, True],
@@ -24,19 +26,7 @@ GRID: dict[str, list] = {
     "alpha": [0.25, 0.5, 0.75, 1.0],
     "warmup": [0.1, 0.2, 0.5],
 }
-RECIPE_DEFAULTS = {
-    "soft": False,
-    "temperature": 1.0,
-    "prior_weight": 0.0,
-    "keep": 1.0,
-    "weight_power": 0.0,
-    "aux_alpha": 0.0,
-    "curriculum": False,
-    "rounds": 0,
-    "self_keep": 0.6,
-    "ensemble": 1,
-    "post_prior": 0.0,
-}
+RECIPE_DEFAULTS = dict(recipe.PARAMS)  # the recipe method owns its parameters and defaults
 
 
 @dataclass(frozen=True)
