@@ -18,11 +18,18 @@ def test_math_answers_and_popular_error():
 def test_code_precedence_and_left_to_right_error():
     assert _eval(37, 4, 3, "x+y*k", left_to_right=False) == 49
     assert _eval(37, 4, 3, "x+y*k", left_to_right=True) == 123
+    assert _eval(37, 4, 3, "x+k*y", left_to_right=False) == 49
+    assert _eval(37, 4, 3, "x+k*y", left_to_right=True) == 160
     assert _eval(37, 4, 3, "y*k+x", left_to_right=True) == 49
     probs = {p.prompt: p for p in CodeWorld().problems(random.Random(1))}
     p = probs["x=37;y=4;print(x+y*3)>"]
     assert p.answer == "049" and p.error == "123"
-    assert probs["x=37;y=4;print(x+y+3)>"].error is None
+    p = probs["x=37;y=4;print(x+3*y)>"]
+    assert p.answer == "049" and p.error == "160"
+    assert probs["x=37;y=4;print(y*3+x)>"].error is None  # left to right is right here
+    assert probs["x=37;y=1;print(x+3*y)>"].error is None  # both readings agree
+    open_to_error = sum(p.error is not None for p in probs.values()) / len(probs)
+    assert 0.6 < open_to_error < 0.67  # two forms of three, less the programs where the readings agree
     assert all(p.answer not in p.near_misses for p in probs.values())
 
 

@@ -46,7 +46,7 @@ TESTBEDS: dict[str, TestbedSpec] = {
         weak=ModelSpec(n_layer=1, d_model=32, n_head=2, steps=300),
         sizes=_FULL,
         corpus_error_rate=0.6,
-        judgment_error_share=0.8,
+        judgment_error_share=0.6,
         pretrain_share=0.7,
         corpus_repeats=2,
         description="Tiny programs printing an expression; the corpus often ignores operator precedence.",

@@ -3,7 +3,7 @@
 Each world makes *problems*, renders them as pretraining text (prompt, answer) and as binary
 judgments. Every world plants a systematic, human-like error in part of its pretraining corpus:
 - math: forgetting the carry in addition and subtracting the smaller digit from the larger;
-- code: reading a variable's stale (initial) value after it was reassigned;
+- code: ignoring operator precedence, evaluating ``x+y*k`` left to right;
 - chat: sycophancy, agreeing with a belief the user states instead of stating the fact.
 So the strong LM holds both the right answer and the popular error: its prior alone is partly
 wrong on exactly the hard cases, while fine-tuning can elicit the right one. Judgment negatives
@@ -110,26 +110,27 @@ class MathWorld:
 
 
 # ----------------------------------------------------------------------------------------- code
-_FORMS = ("x+y*k", "y*k+x", "x+y+k")  # only the first form carries the popular error
+_FORMS = ("x+y*k", "x+k*y", "y*k+x")  # the first two carry the popular error; the last does not
 
 
 def _eval(x: int, y: int, k: int, form: str, left_to_right: bool) -> int:
     if form == "x+y*k":
         return (x + y) * k if left_to_right else x + y * k
-    if form == "y*k+x":
-        return y * k + x
-    return x + y + k
+    if form == "x+k*y":
+        return (x + k) * y if left_to_right else x + k * y
+    return y * k + x
 
 
 class CodeWorld:
     """Two assignments and a printed expression; the popular error ignores operator precedence.
 
-    ``x=37;y=4;print(x+y*3)>`` prints ``049``; evaluating left to right gives ``123``.
+    ``x=37;y=4;print(x+y*3)>`` prints ``049``; evaluating left to right gives ``123``. Two of
+    the three expression forms are open to the error, so it is most of what a judge must catch.
     """
 
     name = "code"
     task = "Is the stated output of this tiny program correct? (1 = correct)"
-    version = 4
+    version = 6
 
     def problems(self, rng: random.Random) -> list[Problem]:
         """Every program for x in 10..99, y in 0..9, k in 2..9 and each expression form."""
