@@ -383,6 +383,9 @@ def campaign(
     unsafe_no_sandbox: bool = typer.Option(
         False, "--unsafe-no-sandbox", help="Run agents WITHOUT bubblewrap isolation."
     ),
+    experiment_timeout: float = typer.Option(
+        300.0, min=5.0, help="Seconds one experiment may run before its process group is killed."
+    ),
     report: bool = typer.Option(True, help="Write the report at the end."),
 ) -> None:
     """Run automated researchers in parallel on a testbed, scored by a server; resumable; reported."""
@@ -394,7 +397,7 @@ def campaign(
         same_direction=same_direction, directions_file=directions, submissions=submissions,
         total_submissions=total_submissions, agent_tokens=agent_tokens, agent_dollars=agent_dollars,
         total_dollars=total_dollars, total_minutes=total_minutes, seed=seed, backend=backend,
-        unsafe_no_sandbox=unsafe_no_sandbox,
+        unsafe_no_sandbox=unsafe_no_sandbox, experiment_timeout_s=experiment_timeout,
     )
     if backend != "offline" and not resume:  # LLM researchers: keys come from the environment, checked now
         from aar.agents.llm.campaign import check_options

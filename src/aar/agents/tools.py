@@ -73,7 +73,7 @@ class AgentEnv:
         f = self.workspace / "prior.json"
         if f.exists():
             return json.loads(f.read_text())
-        res = self.runner.run("zero_shot", {}, [0], ("dev", "test"), timeout_s=120)
+        res = self.runner.run("zero_shot", {}, [0], ("dev", "test"))
         if not res.ok:
             return None
         f.write_text(json.dumps(res.probs[0]))

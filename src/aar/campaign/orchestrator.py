@@ -60,7 +60,7 @@ class CampaignOptions:
     base_url: str | None = None  # LLM backends: API base URL (OpenAI-compatible: vLLM, llama.cpp, ...)
     llm: dict = field(default_factory=dict)  # LLM loop settings (aar.agents.llm.campaign)
     unsafe_no_sandbox: bool = False
-    experiment_timeout_s: float = 120.0
+    experiment_timeout_s: float = 300.0  # many agents share few cores: runs are slower than alone
     teacher_seeds: int = 3
     baselines: list[str] | None = None  # None: every shipped method
     agent_command: list[str] | None = None  # replaces the agent process (tests, custom backends)
