@@ -32,3 +32,13 @@ def test_combining_ideas():
     both = combine(Config.of("recipe", {"prior_weight": 1.0}), conf)
     assert both == Config.of("recipe", {"prior_weight": 1.0, "keep": 0.7})
     assert combine(Config.of("probe"), conf) is None
+
+
+def test_a_gated_recipe_takes_no_student_knobs():
+    assert valid(Config.of("recipe", {"prior_gate": 0.5, "prior_weight": 1.0, "temperature": 2.0}))
+    assert not valid(Config.of("recipe", {"prior_gate": 0.5, "keep": 0.7}))
+    assert not valid(Config.of("recipe", {"prior_gate": 0.25, "ensemble": 2}))
+    gated = Config.of("recipe", {"prior_gate": 0.5})
+    for seed in range(20):
+        new = mutate(gated, ["prior_gate", "keep", "soft"], random.Random(seed))
+        assert new is None or valid(new)

@@ -15,6 +15,7 @@ GRID: dict[str, list] = {
     "temperature": [0.5, 1.0, 2.0, 4.0],
     "prior_weight": [0.0, 0.25, 0.5, 1.0, 2.0, 4.0],
     "post_prior": [0.0, 0.25, 0.5, 1.0, 2.0],
+    "prior_gate": [0.0, 0.25, 0.5, 0.75],
     "keep": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
     "weight_power": [0.0, 0.5, 1.0, 2.0],
     "aux_alpha": [0.0, 0.25, 0.5, 0.75],
@@ -84,9 +85,12 @@ def to_recipe(cfg: Config) -> Config | None:
 
 
 def valid(cfg: Config, max_cost: int = 2) -> bool:
-    """Within the recipe's limits and the researcher's cost cap."""
+    """Within the recipe's limits and the researcher's cost cap; a gated recipe trains no student, so
+    student knobs beside ``prior_gate`` would only make duplicates of it."""
     p = cfg.kwargs
     if cfg.method == "recipe" and any(k not in RECIPE_DEFAULTS for k in p):
+        return False
+    if cfg.method == "recipe" and p.get("prior_gate") and any(k in recipe.TRAINING_KNOBS for k in p):
         return False
     return cfg.cost() <= max_cost
 

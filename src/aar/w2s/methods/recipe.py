@@ -13,6 +13,13 @@ ingredients, in the order they apply:
 6. ``rounds``: self-training rounds relabelling with the student's ``self_keep`` most confident share;
 7. ``ensemble``: average the log-odds of that many students (different shuffles and seeds);
 8. ``post_prior``: add that multiple of the strong model's zero-shot log-odds at prediction time.
+
+``prior_gate`` (selective elicitation) replaces all of that: no student is trained; each input is
+predicted by the strong prior where the prior is confident, and by the fused targets of step 1
+(the teacher, plus ``prior_weight`` times the prior) on the ``prior_gate`` share of inputs where it
+is least confident (the threshold is that quantile of the prior's |log-odds| on the unlabelled
+inputs). It fits domains where the prior is sharp on what it knows and systematically misled where
+it is unsure, and the teacher is the better guess there.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ NAME = "recipe"
 DESCRIPTION = (
     "Composable recipe: teacher targets fused with the strong prior (prior_weight), hard or soft, "
     "confidence filtering (keep) and reweighting (weight_power), aux confidence loss (aux_alpha), "
-    "curriculum, self-training (rounds), student ensembles and prior mixing at prediction (post_prior)."
+    "curriculum, self-training (rounds), student ensembles, prior mixing at prediction (post_prior), "
+    "or, with prior_gate, no student: the prior where it is confident, the fused targets elsewhere."
 )
 PARAMS = {
     "soft": False,
@@ -46,7 +54,20 @@ PARAMS = {
     "self_keep": 0.6,
     "ensemble": 1,
     "post_prior": 0.0,
+    "prior_gate": 0.0,
 }
+# knobs of the student, which prior_gate does without
+TRAINING_KNOBS = (
+    "soft",
+    "keep",
+    "weight_power",
+    "aux_alpha",
+    "curriculum",
+    "rounds",
+    "self_keep",
+    "ensemble",
+    "post_prior",
+)
 MAX_TRAININGS = 4  # ensemble * (1 + rounds): keeps one run within a few vanilla runs of time
 
 
@@ -71,7 +92,21 @@ def prior_logits(model: JudgeModel, examples: list[Example]) -> np.ndarray:
     return z
 
 
-def _check(temperature: float, keep: float, self_keep: float, rounds: int, ensemble: int) -> None:
+def gated(ctx: MethodContext, share: float, temperature: float, prior_weight: float) -> np.ndarray:
+    """Selective elicitation: the prior where it is confident, fused teacher targets on the ``share``
+    of inputs where it is least confident (threshold taken on the unlabelled inputs, not the test)."""
+    base = ctx.strong_model()
+    threshold = np.quantile(np.abs(prior_logits(base, ctx.unlabelled)), share)
+    z = prior_logits(base, ctx.predict_inputs)
+    fused = logit(ctx.teacher.of(ctx.predict_inputs)) / temperature + prior_weight * z
+    return sigmoid(np.where(np.abs(z) >= threshold, z, fused))
+
+
+def _check(
+    temperature: float, keep: float, self_keep: float, rounds: int, ensemble: int, prior_gate: float
+) -> None:
+    if not 0 <= prior_gate < 1:
+        raise ValueError("prior_gate must be in [0, 1)")
     if temperature <= 0:
         raise ValueError("temperature must be positive")
     if not (0 < keep <= 1 and 0 < self_keep <= 1):
@@ -111,10 +146,13 @@ def run(
     self_keep: float,
     ensemble: int,
     post_prior: float,
+    prior_gate: float,
 ) -> np.ndarray:
     """Train the composed recipe and return P(label=1) on ``ctx.predict_inputs``."""
-    _check(temperature, keep, self_keep, rounds, ensemble)
+    _check(temperature, keep, self_keep, rounds, ensemble, prior_gate)
     xs = ctx.unlabelled
+    if prior_gate:
+        return gated(ctx, prior_gate, temperature, prior_weight)
     base = ctx.strong_model() if (prior_weight or post_prior) else None
     fused = logit(ctx.teacher.of(xs)) / temperature
     if prior_weight:
