@@ -141,8 +141,13 @@ def test_imports_promising_ideas_from_the_forum(tmp_path):
         "body": "it works\n```json\n" + json.dumps(idea) + "\n```",
     }
     world = FakeWorld(posts=[post])
-    _researcher(tmp_path, world, steps=2)
-    assert Config.of("recipe", idea["params"]).key in _tried(world)[:2]
+    _researcher(tmp_path, world, steps=3)
+    screened = list(dict.fromkeys(_tried(world)))  # in order, confirmations folded in
+    starts = builtin_directions()[3].region["seeds"]
+    own = [Config.of(x["method"], x.get("params")).key for x in starts]
+    # the import is screened at once, right after my direction's first starting point; the next
+    # step goes back to my own starting points, so imports never starve them
+    assert screened[:3] == [own[0], Config.of("recipe", idea["params"]).key, own[1]]
 
 
 def test_resume_reconciles_with_the_server(tmp_path):

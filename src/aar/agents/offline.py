@@ -4,7 +4,8 @@ It acts only through the agent tools (:mod:`aar.agents.tools`), like any other b
 rule, one step at a time:
 
 1. **Read.** New ``finding`` posts by other agents: an idea whose linked submission the server shows
-   at or above my best public figure is queued as is, and combined with my incumbent.
+   at or above my best public figure is queued as is, and combined with my incumbent. Every other
+   step my direction's next starting point goes first, so imports never starve my own direction.
 2. **Propose.** With an empty queue: my direction's starting points first, then one-step mutations of
    my incumbent along my direction's knobs (occasionally any knob); once its neighbourhood is used
    up, mutations of my other best-screened configurations, then wider and two-step moves.
@@ -203,6 +204,8 @@ class OfflineResearcher:
         """One step of the decision rule; False when there is nothing left to do."""
         self.state.steps += 1
         self.read_forum()
+        if self.state.steps % 2 == 1:  # every other step goes to my own starting points while any are left
+            self.queue_next_start()
         if not self.state.queue:
             self.propose()
         if not self.state.queue:
@@ -282,14 +285,20 @@ class OfflineResearcher:
             self.state.queue.append(cfg.key)
         return True
 
-    def propose(self) -> None:
-        """Starting points of my direction first, then mutations of the incumbent (or of a start)."""
+    def queue_next_start(self) -> bool:
+        """Put my direction's next untried starting point at the head of the queue, if any is left."""
         starts = [Config.of(s["method"], s.get("params")) for s in self.region.get("seeds", [])]
         while self.state.start_index < len(starts):
             cfg = starts[self.state.start_index]
             self.state.start_index += 1
-            if self.enqueue(cfg, f"start {self.state.start_index}"):
-                return
+            if self.enqueue(cfg, f"start {self.state.start_index}", front=True):
+                return True
+        return False
+
+    def propose(self) -> None:
+        """Starting points of my direction first, then mutations of the incumbent (or of a start)."""
+        if self.queue_next_start():
+            return
         bases = self._bases()
         if not bases:
             return
