@@ -103,11 +103,11 @@ def mutate(
     A shipped method with a recipe form is rewritten as a recipe first when it has fewer than two
     knobs, or half of the time, so its neighbourhood includes the other ingredients.
     """
-    recipe = to_recipe(cfg)
-    if recipe is not None and cfg.method != "recipe":
+    as_recipe = to_recipe(cfg)
+    if as_recipe is not None and cfg.method != "recipe":
         few = sum(k in GRID for k in _method_params(cfg.method)) < 2
         if few or rng.random() < 0.5:
-            cfg = recipe
+            cfg = as_recipe
     for _ in range(steps - 1):
         cfg = mutate(cfg, knobs, rng, max_cost) or cfg
     own = [k for k in GRID if k in _method_params(cfg.method)]

@@ -116,7 +116,7 @@ def read_layout(folder: Path, name: str, dev_size: int = 0) -> Dataset:
     if missing:
         subs = (
             sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / FILES["test"]).is_file())
-            if (folder.is_dir())
+            if folder.is_dir()
             else []
         )
         hint = f"; domain folders inside: {', '.join(subs)}" if subs else ""

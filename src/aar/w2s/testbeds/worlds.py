@@ -52,6 +52,12 @@ class World(Protocol):
         ...
 
 
+def _line_with_error(p: Problem, error_rate: float, rng: random.Random) -> tuple[str, str]:
+    if p.error is not None and rng.random() < error_rate:
+        return p.prompt, p.error
+    return p.prompt, p.answer
+
+
 def _binary_judgment(p: Problem, error_share: float, rng: random.Random, ex_id: str) -> Example:
     if rng.random() < 0.5:
         return Example(ex_id, p.prompt, (p.answer,), 1, group=p.key)
@@ -100,9 +106,7 @@ class MathWorld:
 
     def corpus_line(self, problem: Problem, error_rate: float, rng: random.Random) -> tuple[str, str]:
         """The result, or the no-carry / no-borrow result at ``error_rate`` where it differs."""
-        if problem.error is not None and rng.random() < error_rate:
-            return problem.prompt, problem.error
-        return problem.prompt, problem.answer
+        return _line_with_error(problem, error_rate, rng)
 
     def judgment(self, problem: Problem, error_share: float, rng: random.Random, ex_id: str) -> Example:
         """Correct result (label 1) or a wrong one (label 0)."""
@@ -157,9 +161,7 @@ class CodeWorld:
 
     def corpus_line(self, problem: Problem, error_rate: float, rng: random.Random) -> tuple[str, str]:
         """The output, or the left-to-right output at ``error_rate`` where it differs."""
-        if problem.error is not None and rng.random() < error_rate:
-            return problem.prompt, problem.error
-        return problem.prompt, problem.answer
+        return _line_with_error(problem, error_rate, rng)
 
     def judgment(self, problem: Problem, error_share: float, rng: random.Random, ex_id: str) -> Example:
         """Correct output (label 1) or a wrong one (label 0)."""
