@@ -52,12 +52,18 @@ def test_prompt_formats_of_the_original(tiny_llama, tiny_qwen2_chat):
     assert bb._render("Q?", ("x",)) == "Question: Q?\nAnswer: x\nLabel:"
     assert bb._render("Q?", ("x", "y")) == "Question: Q?\nAnswer A: x\nAnswer B: y\nLabel:"
     tok = bb.tok
-    assert bb.label_ids["binary"] == (tok.encode(" False")[0], tok.encode(" True")[0])
-    assert bb.label_ids["pairwise"] == (tok.encode(" B")[0], tok.encode(" A")[0])
+    # the original's label tokens carry no leading space
+    assert bb.label_ids["binary"] == (tok.encode("False")[0], tok.encode("True")[0])
+    assert bb.label_ids["pairwise"] == (tok.encode("B")[0], tok.encode("A")[0])
+    # a base model's prompt: [BOS] + body + "Label:", tokenized separately (the original's format)
+    ex = Example("e", "Q?", ("x",))
+    enc = lambda t: tok.encode(t, add_special_tokens=False)  # noqa: E731
+    assert bb.encode(ex) == [tok.bos_token_id, *enc("Question: Q?\nAnswer: x\n"), *enc("Label:")]
     chat = load_backbone(spec_of(tiny_qwen2_chat))  # auto: has a template and "chat" in the path
     assert chat.chat
     text = chat._render("Q?", ("x",))
-    assert text == "<|user|>\nQuestion: Q?\nAnswer: x\n<|assistant|>\nLabel:"
+    # chat models: "Label:" ends the user turn; the label token starts the assistant turn
+    assert text == "<|user|>\nQuestion: Q?\nAnswer: x\nLabel:\n<|assistant|>\n"
     assert not load_backbone(spec_of(tiny_qwen2_chat, chat_template=False)).chat
 
 
@@ -87,7 +93,7 @@ def test_long_inputs_are_truncated_not_dropped(tiny_llama):
     bb = judge.backbone
     long_q = Example("long", "what is the value " * 60, ("yes the sum " * 40,))
     long_pair = Example("lp", "why " * 80, ("good cat " * 50, "bad dog " * 50))
-    tail = bb._ids("\nLabel:")[-2:]
+    tail = bb.tok.encode("Label:", add_special_tokens=False)[-2:]
     for ex in (long_q, long_pair):
         ids = bb.encode(ex)
         assert len(ids) <= 32 and ids[-2:] == tail

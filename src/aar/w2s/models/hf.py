@@ -3,18 +3,21 @@
 An :class:`HFJudge` scores a judgment from the LM's next-token distribution after the original
 study's prompt formats:
 
-- one option (binary): ``Question: {question}\\nAnswer: {choice}\\nLabel:``, tokens `` False`` / `` True``;
+- one option (binary): ``Question: {question}\\nAnswer: {choice}\\nLabel:``, tokens ``False`` / ``True``;
 - two options (pairwise chat): ``Question: {prompt}\\nAnswer A: {first}\\nAnswer B: {second}\\nLabel:``,
-  tokens `` A`` / `` B`` (label 1 means A is better).
+  tokens ``A`` / ``B`` (label 1 means A is better).
 
-``logits`` is ``log P(label-1 token) - log P(label-0 token)`` at the ``Label:`` position, so
-``sigmoid(logit)`` is the softmax over the two label tokens, and the fine-tuning loss (binary
-cross-entropy on it) is a loss on the label token only. With ``chat_template`` the same body is the
-user turn of the tokenizer's chat template and the assistant turn starts with ``Label:``.
+As in the original, the label tokens carry no leading space, and a base model's prompt is ``[BOS]``,
+the body and ``Label:`` tokenized separately. ``logits`` is ``log P(label-1 token) - log P(label-0
+token)`` at the position after ``Label:``, so ``sigmoid(logit)`` is the softmax over the two label
+tokens, and the fine-tuning loss (binary cross-entropy on it) is a loss on the label token only. With
+``chat_template`` the whole body, ``Label:`` included, is the user turn of the tokenizer's chat
+template, and the label token is the first token of the assistant turn (a Qwen3-style empty
+``<think>`` block is dropped, as the original does).
 
 Inputs longer than ``max_length`` tokens are truncated, never dropped: each field (question and
 answers) is cut to a fair share of the room, keeping its beginning, and the prompt always ends with
-``Label:``.
+``Label:`` (chat models: with ``Label:`` and the start of the assistant turn).
 
 **Adapters and copies.** Loading a multi-billion-parameter model per copy is too expensive, so every
 judge built from the same :class:`HFModelSpec` in a process shares one frozen base model (a
@@ -42,7 +45,10 @@ import torch
 from aar.w2s.data import Example
 
 LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-LABEL_WORDS = {"binary": (" False", " True"), "pairwise": (" B", " A")}  # (label 0, label 1)
+# (label 0, label 1): the original's label tokens, without a leading space
+LABEL_WORDS = {"binary": ("False", "True"), "pairwise": ("B", "A")}
+LABEL_PROMPT = "Label:"
+_EMPTY_THINK = "<think>\n\n</think>\n\n"  # Qwen3's templates; the original removes it
 _PRIOR = "aar_prior"  # the never-trained adapter kept so the peft wrapper always has one
 
 
@@ -264,23 +270,31 @@ class Backbone:
 
     # encoding -------------------------------------------------------------------------------
     def _render(self, prompt: str, options: Sequence[str]) -> str:
+        """The prompt as text (chat models: through the chat template; ends where the label goes)."""
         if len(options) == 2:
-            body = f"Question: {prompt}\nAnswer A: {options[0]}\nAnswer B: {options[1]}\n"
+            body = f"Question: {prompt}\nAnswer A: {options[0]}\nAnswer B: {options[1]}\n{LABEL_PROMPT}"
         elif len(options) == 1:
-            body = f"Question: {prompt}\nAnswer: {options[0]}\n"
+            body = f"Question: {prompt}\nAnswer: {options[0]}\n{LABEL_PROMPT}"
         else:
             raise ValueError(f"an example has one or two options, not {len(options)}")
         if self.chat:
-            msgs = [{"role": "user", "content": body.rstrip("\n")}]
-            head = self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-            return f"{head}Label:"
-        return f"{body}Label:"
+            msgs = [{"role": "user", "content": body}]
+            text = self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            return text[: -len(_EMPTY_THINK)] if text.endswith(_EMPTY_THINK) else text
+        return body
 
     def _ids(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=not self.chat)["input_ids"]
+        if self.chat:
+            return self.tok(text, add_special_tokens=False)["input_ids"]
+        # the original's base-model format: [BOS] + body + "Label:", tokenized separately
+        body = text[: -len(LABEL_PROMPT)] if text.endswith(LABEL_PROMPT) else text
+        bos = [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
+        enc = self.tok.encode
+        tail = enc(LABEL_PROMPT, add_special_tokens=False) if text.endswith(LABEL_PROMPT) else []
+        return bos + enc(body, add_special_tokens=False) + tail
 
     def encode(self, ex: Example) -> list[int]:
-        """Token ids of ``ex``'s prompt, at most ``max_length`` long, ending at ``Label:``."""
+        """Token ids of ``ex``'s prompt, at most ``max_length`` long, ending where the label token goes."""
         limit = self.spec.max_length
         ids = self._ids(self._render(ex.prompt, ex.options))
         if len(ids) <= limit:
@@ -328,7 +342,7 @@ class Backbone:
         return torch.stack(out).cpu()
 
     def last_hidden(self, examples: Sequence[Example]) -> torch.Tensor:
-        """Final-layer hidden state at the ``Label:`` position, float32 on the CPU."""
+        """Final-layer hidden state at the last prompt position (before the label), float32 on the CPU."""
         out = self.model(**self.batch(examples), use_cache=False, output_hidden_states=True)
         return out.hidden_states[-1][:, -1, :].float().cpu()
 
@@ -432,7 +446,7 @@ class HFJudge:
         return np.where(single, z - self.center, z) if len(z) else z
 
     def features(self, examples: Sequence[Example]) -> np.ndarray:
-        """Final-layer hidden state at the ``Label:`` position (with this judge's adapter)."""
+        """Final-layer hidden state at the last prompt position (with this judge's adapter)."""
         bb = self.backbone
         with bb.lock, torch.no_grad():
             bb.activate(self.adapter)
