@@ -7,9 +7,11 @@ LLM backends report in ``usage.json`` in their workspace (zero for the offline r
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from aar.sandbox.safe_read import read_json_safely
 
 
 @dataclass(frozen=True)
@@ -30,19 +32,31 @@ class Budgets:
         return asdict(self)
 
 
+USAGE_MAX_BYTES = 1 << 20
+
+
 def usage(workspace: str | Path) -> dict:
     """Tokens and dollars an agent's backend reported (``usage.json``); zeros when absent or unreadable.
 
     LLM backends account in the supervising process and write ``usage.json`` beside the workspace
-    (``agents/<name>/usage.json``, out of the agent's reach); that file wins when it exists.
+    (``agents/<name>/usage.json``, out of the agent's reach); that file wins when it exists. The one in
+    the workspace is the agent's: it is read with the safe reader (no symlinks, FIFOs or huge files).
     """
     ws = Path(workspace)
-    outside = ws.parent / "usage.json"
-    try:
-        raw = json.loads((outside if outside.exists() else ws / "usage.json").read_text())
-        return {"tokens": int(raw.get("tokens", 0)), "dollars": float(raw.get("dollars", 0.0))}
-    except (OSError, ValueError, TypeError, AttributeError):
-        return {"tokens": 0, "dollars": 0.0}
+    for root in (ws.parent, ws):
+        try:
+            raw = read_json_safely("usage.json", USAGE_MAX_BYTES, root=root)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            break
+        try:
+            tokens, dollars = int(raw.get("tokens", 0)), float(raw.get("dollars", 0.0))
+        except (ValueError, TypeError, AttributeError, OverflowError):
+            break
+        dollars = dollars if math.isfinite(dollars) and dollars > 0 else 0.0  # NaN would never trip a budget
+        return {"tokens": max(0, tokens), "dollars": dollars}
+    return {"tokens": 0, "dollars": 0.0}
 
 
 def agent_over(b: Budgets, seconds: float, submissions: int, used: dict) -> str | None:

@@ -8,14 +8,16 @@ half only, then scored on the private half.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
-from aar.campaign.budgets import usage
+from aar.campaign.budgets import USAGE_MAX_BYTES, usage
 from aar.campaign.state import CampaignState
 from aar.campaign.timeline import all_submissions, build_timeline, write_timeline
 from aar.client import ApiError, Client
+from aar.sandbox.safe_read import read_json_safely, read_text_safely
 
 
 def _ci(e: dict) -> str:
@@ -101,8 +103,10 @@ def _per_hour(dollars: float, seconds: float) -> float | None:
 def _llm_cost(a, dollars: float) -> dict:
     """LLM backends: token detail (input, output, cache reads/writes), calls, model, USD per agent-hour."""
     try:
-        raw = json.loads((Path(a.log).parent / "usage.json").read_text())
+        raw = read_json_safely("usage.json", USAGE_MAX_BYTES, root=Path(a.log).parent)
     except (OSError, ValueError):
+        raw = None
+    if not isinstance(raw, dict):
         return {"usd_per_agent_hour": _per_hour(dollars, a.seconds())}
     return {"usd_per_agent_hour": _per_hour(dollars, a.seconds()), "token_detail": raw.get("detail"),
             "model_calls": raw.get("calls"), "model": raw.get("model")}
@@ -163,7 +167,7 @@ def plot(data: dict, timeline: list[dict], path: Path) -> Path:
 
 def _code_of(admin: Client, sha: str, dest: Path) -> str:
     """The stored code of a submission: its ``experiment.json`` (or file list) as Markdown."""
-    from aar.agents.artifacts import unpack
+    from aar.agents.artifacts import safe_unpack
 
     try:
         data = admin.download(sha)
@@ -172,13 +176,12 @@ def _code_of(admin: Client, sha: str, dest: Path) -> str:
     (dest / f"{sha[:16]}.bin").write_bytes(data)
     try:
         out = dest / sha[:16]
-        files = unpack(data, out)
-    except Exception:
+        files = safe_unpack(data, out)
+    except Exception:  # UnsafeArchive, OSError
         return f"code `{sha}` ({len(data)} bytes, stored as {dest.name}/{sha[:16]}.bin)"
     text = f"code `{sha}`: files {', '.join(sorted(files))} (unpacked in `{out.relative_to(dest.parent)}`)"
-    exp = out / "experiment.json"
-    if exp.exists():
-        text += f"\n\n```json\n{exp.read_text().strip()}\n```"
+    with contextlib.suppress(OSError):
+        text += f"\n\n```json\n{read_text_safely('experiment.json', 2**20, root=out).strip()}\n```"
     return text
 
 

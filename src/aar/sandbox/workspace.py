@@ -8,16 +8,17 @@ and only reads regular files.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from aar.sandbox.safe_read import FileTooLargeError, UnsafeFileError, read_bytes_safely
+
 AGENT_UID_BASE = 200_000
 
 
-class WorkspaceEscape(PermissionError):
+class WorkspaceEscape(UnsafeFileError):
     """A workspace path leads outside the workspace (symlink, '..', special file)."""
 
 
@@ -74,7 +75,9 @@ def read_workspace_file(
     """Read a regular file inside ``workspace`` as the supervisor, refusing any escape.
 
     Raises :class:`WorkspaceEscape` for absolute paths, ``..``, symlinks anywhere on the way,
-    FIFOs, devices and sockets (and records a ``workspace.escape_refused`` audit event).
+    FIFOs, devices and sockets (and records a ``workspace.escape_refused`` audit event), and
+    :class:`~aar.sandbox.safe_read.FileTooLargeError` (a ``ValueError``) past ``max_bytes``.
+    The reading itself is :func:`aar.sandbox.safe_read.read_bytes_safely`.
     """
     parts = [p for p in relpath.split("/") if p not in ("", ".")]
 
@@ -82,34 +85,13 @@ def read_workspace_file(
         if audit is not None:
             audit({"event": "workspace.escape_refused", "workspace": os.fspath(workspace),
                    "path": relpath, "reason": why})
-        return WorkspaceEscape(f"refusing to read {relpath!r} from the workspace: {why}")
+        return WorkspaceEscape(relpath, why)
 
     if relpath.startswith("/") or ".." in parts or not parts:
         raise refuse("path leaves the workspace")
-    fd = os.open(workspace, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            flags = os.O_NOFOLLOW | (os.O_RDONLY | os.O_NONBLOCK if last else os.O_PATH | os.O_DIRECTORY)
-            try:
-                nxt = os.open(part, flags, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise refuse("symlink or non-directory on the path") from exc
-                raise
-            os.close(fd)
-            fd = nxt
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise refuse("not a regular file")
-        chunks, size = [], 0
-        while size <= max_bytes:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > max_bytes:
-            raise ValueError(f"{relpath!r} is larger than {max_bytes} bytes")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+        return read_bytes_safely("/".join(parts), max_bytes, root=workspace)
+    except FileTooLargeError:
+        raise
+    except UnsafeFileError as exc:
+        raise refuse(exc.reason) from exc

@@ -88,10 +88,12 @@ def make_backend(
 
 
 def _agent_usage(agent_dir: Path) -> tuple[int, float]:
+    from aar.sandbox.safe_read import read_json_safely
+
     try:
-        raw = json.loads((agent_dir / "usage.json").read_text())
+        raw = read_json_safely("usage.json", 1 << 20, root=agent_dir)
         return int(raw.get("tokens", 0)), float(raw.get("dollars", 0.0))
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, AttributeError, OverflowError):
         return 0, 0.0
 
 
