@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from aar.server.db import Database
 from aar.server.errors import ApiError
@@ -99,45 +101,68 @@ def build_arrays(bundle: VaultBundle) -> TestbedArrays:
 
 
 def register(db: Database, data_dir: Path, bundle: VaultBundle) -> tuple[Testbed, bool]:
-    """Store a bundle in the vault and its public facts in the database.
+    """Store a bundle in the vault and its public facts in the database, all or nothing.
 
-    Returns (row, created). Registering the identical bundle again is a no-op; a different bundle
-    under an existing id is refused with 409 (testbeds are immutable once registered).
+    Returns (row, created). Registering the identical bundle again is a no-op (also when several
+    requests race to register it); a different bundle under an existing id is refused with 409
+    (testbeds are immutable once registered). The bundle is validated (and its arrays built) before
+    anything is written; the vault file is moved into place only after the row is inserted, inside the
+    same transaction, and removed again when that transaction fails, so no file is left without a row.
     """
     sha = bundle_sha256(bundle)
-    with db.read() as s:
-        existing = s.get(Testbed, bundle.testbed_id)
+    existing = _existing(db, bundle.testbed_id, sha)
     if existing is not None:
-        if existing.bundle_sha256 != sha:
-            raise ApiError(409, "testbed_exists", f"testbed {bundle.testbed_id} exists with other data")
         return existing, False
     arrays = build_arrays(bundle)
     path = _bundle_path(data_dir, bundle.testbed_id, sha)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(bundle.model_dump_json())
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    row = Testbed(
-        id=bundle.testbed_id,
-        description=bundle.description,
-        n_test=len(arrays.ids),
-        n_public=int(arrays.public.sum()),
-        n_private=int((~arrays.public).sum()),
-        bundle_sha256=sha,
-        weak_public=arrays.weak[0],
-        weak_private=arrays.weak[1],
-        ceiling_public=arrays.ceiling[0],
-        ceiling_private=arrays.ceiling[1],
-        created_at=time.time(),
-    )
-    with db.write() as s:
-        if s.get(Testbed, bundle.testbed_id) is not None:
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{bundle.testbed_id}-", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(bundle.model_dump_json())
+            f.flush()
+            os.fsync(f.fileno())
+        row = Testbed(
+            id=bundle.testbed_id,
+            description=bundle.description,
+            n_test=len(arrays.ids),
+            n_public=int(arrays.public.sum()),
+            n_private=int((~arrays.public).sum()),
+            bundle_sha256=sha,
+            weak_public=arrays.weak[0],
+            weak_private=arrays.weak[1],
+            ceiling_public=arrays.ceiling[0],
+            ceiling_private=arrays.ceiling[1],
+            created_at=time.time(),
+        )
+        try:
+            with db.write() as s:
+                if s.get(Testbed, bundle.testbed_id) is None:
+                    s.add(row)
+                    s.flush()  # the insert runs here: a refused row leaves no file behind
+                    tmp.replace(path)
+                    return row, True
+        except IntegrityError:  # a concurrent request (another process) inserted it first
+            pass
+        except BaseException:
+            if path.exists() and _existing(db, bundle.testbed_id, sha) is None:
+                path.unlink(missing_ok=True)
+            raise
+        existing = _existing(db, bundle.testbed_id, sha)
+        if existing is None:  # pragma: no cover - the conflicting row vanished: testbeds are never deleted
             raise ApiError(409, "testbed_exists", f"testbed {bundle.testbed_id} was registered concurrently")
-        s.add(row)
-    return row, True
+        return existing, False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _existing(db: Database, testbed_id: str, sha: str) -> Testbed | None:
+    """The registered row of ``testbed_id`` when it holds this bundle; 409 when it holds another."""
+    with db.read() as s:
+        existing = s.get(Testbed, testbed_id)
+    if existing is not None and existing.bundle_sha256 != sha:
+        raise ApiError(409, "testbed_exists", f"testbed {testbed_id} exists with other data")
+    return existing
 
 
 def register_bundle(data_dir: Path, bundle: VaultBundle, db_url: str | None = None) -> Testbed:
