@@ -386,6 +386,11 @@ def campaign(
     experiment_timeout: float = typer.Option(
         300.0, min=5.0, help="Seconds one experiment may run before its process group is killed."
     ),
+    researcher: str = typer.Option(
+        "offline",
+        help="offline (the built-in researcher), or a control with the same budget: random (random search "
+        "over the same method space) or tuned (the shipped baselines tuned on the public figure).",
+    ),
     report: bool = typer.Option(True, help="Write the report at the end."),
 ) -> None:
     """Run automated researchers in parallel on a testbed, scored by a server; resumable; reported."""
@@ -398,7 +403,12 @@ def campaign(
         total_submissions=total_submissions, agent_tokens=agent_tokens, agent_dollars=agent_dollars,
         total_dollars=total_dollars, total_minutes=total_minutes, seed=seed, backend=backend,
         unsafe_no_sandbox=unsafe_no_sandbox, experiment_timeout_s=experiment_timeout,
+        researcher_kind=researcher,
     )
+    if researcher not in ("offline", "random", "tuned"):
+        _fail(f"unknown researcher {researcher!r}; choose offline, random or tuned")
+    if researcher != "offline" and backend != "offline":
+        _fail("control researchers (random, tuned) run without an LLM: use them with --backend offline")
     if backend != "offline" and not resume:  # LLM researchers: keys come from the environment, checked now
         from aar.agents.llm.campaign import check_options
 

@@ -31,6 +31,9 @@ class AgentConfig:
     experiment_timeout_s: float = 120.0
     backend: str = "offline"
     settings: dict = field(default_factory=dict)
+    researcher: str = "offline"  # offline (the built-in researcher) or a control: random, tuned
+    index: int = 0  # this agent's place in the campaign (controls split their grid by it)
+    n_agents: int = 1
 
     def save(self, path: Path) -> None:
         """Write as JSON (atomically)."""
@@ -59,6 +62,7 @@ def main(config_path: str) -> int:
     import torch
 
     torch.set_num_threads(1)
+    from aar.agents.controls import CONTROL_KINDS, ControlResearcher
     from aar.agents.experiments import ExperimentRunner
     from aar.agents.offline import OfflineResearcher, ResearcherSettings
     from aar.agents.tools import AgentEnv
@@ -75,6 +79,15 @@ def main(config_path: str) -> int:
     runner = ExperimentRunner(Path(cfg.view), ws, timeout_s=cfg.experiment_timeout_s)
     with _client() as client:
         env = AgentEnv(client, cfg.testbed_id, Path(cfg.view), ws, runner)
+        if cfg.researcher in CONTROL_KINDS:
+            log(f"starting {cfg.researcher} control, seed {cfg.seed}, {cfg.deadline - time.time():.0f}s left")
+            control = ControlResearcher(
+                env, cfg.name, cfg.researcher, cfg.seed, cfg.deadline, cfg.max_submissions,
+                cfg.index, cfg.n_agents, log=log,
+            )  # fmt: skip
+            done = control.run()
+            log(f"stopped after {done.draws} draws, {done.n_submitted} submissions")
+            return 0
         log(
             f"starting: direction {cfg.direction['name']}, seed {cfg.seed}, "
             f"{cfg.deadline - time.time():.0f}s left, {cfg.max_submissions} submissions"

@@ -65,6 +65,7 @@ class CampaignOptions:
     baselines: list[str] | None = None  # None: every shipped method
     agent_command: list[str] | None = None  # replaces the agent process (tests, custom backends)
     researcher: dict = field(default_factory=dict)  # ResearcherSettings overrides
+    researcher_kind: str = "offline"  # offline, or a control researcher: random, tuned (aar.agents.controls)
     grace_seconds: float = 15.0  # past its wall budget an agent is killed whatever it is doing
 
     def budgets(self) -> Budgets:
@@ -239,6 +240,9 @@ class Campaign:
             backend=self.opts.backend,
             experiment_timeout_s=self.opts.experiment_timeout_s,
             settings=self.opts.researcher,
+            researcher=self.opts.researcher_kind,
+            index=a.index,
+            n_agents=len(self.state.agents),
         )
         cfg.save(ws / "agent.json")
         launch = AgentLaunch(
