@@ -85,7 +85,7 @@ def _pretrain_one(
 
 BUILD_VERSION = 1  # bump when pretraining or splitting changes: it is part of the cache key
 # Fine-tuning configs do not change what a build makes; the teacher and ceiling caches key on them.
-_NOT_IN_BUILD = ("weak_train", "strong_train", "description")
+_NOT_IN_BUILD = ("weak_train", "strong_train", "description", "teacher_on_test")
 
 
 def testbed_dir(spec: TestbedSpec, home: Path) -> Path:

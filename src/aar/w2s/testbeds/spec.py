@@ -47,6 +47,9 @@ class TestbedSpec:
     weak_train: TrainConfig = TrainConfig(epochs=2, lr=1e-3)
     strong_train: TrainConfig = TrainConfig(epochs=1, lr=2e-4)
     description: str = ""
+    # protocol, not build: expose the weak teacher's outputs on dev/test inputs too (the original
+    # study gives teacher labels on train_unlabel only); not part of the build cache key
+    teacher_on_test: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready dict (also the input of the cache key)."""
