@@ -259,6 +259,25 @@ def disk() -> None:
         i += 1
 
 
+def inodes() -> None:
+    cap = CFG["max_files"]
+    for area in ("/tmp", "/dev/shm"):
+        made = 0
+        try:
+            os.makedirs(os.path.join(area, "many"), exist_ok=True)
+            while made < 4 * cap:  # empty files: no bytes, only inodes
+                open(os.path.join(area, "many", str(made)), "w").close()
+                made += 1
+            report(f"inodes_{area}", True, f"{made} empty files")
+        except OSError as exc:
+            report(f"inodes_{area}", False, f"stopped after {made} files: {type(exc).__name__}: {exc}")
+    os.makedirs("many", exist_ok=True)
+    i = 0
+    while True:  # empty files in the workspace: 0 bytes on disk; the watchdog must count inodes
+        open(f"many/{i}", "w").close()
+        i += 1
+
+
 def cpu() -> None:
     for _ in range(2):
         if os.fork() == 0:
@@ -269,7 +288,7 @@ def cpu() -> None:
 
 ATTEMPTS = {f.__name__: f for f in (read_gt_abs, read_gt_rel, read_gt_symlink, read_proc, read_db, read_env,
                                    tcp_local, tcp_remote, other_workspace, home, write_outside, escalate,
-                                   fork_bomb, memory, disk, cpu)}
+                                   fork_bomb, memory, disk, inodes, cpu)}
 
 if __name__ == "__main__":
     ATTEMPTS[ATTEMPT]()

@@ -44,7 +44,8 @@ def attack(host: Host, attempt: str, *, limits: Limits | None = None, uid: int =
         "home_secret": str(host.home_secret), "home_host_entries": _home_host_entries(),
         "allowed_env": ["AAR_TOKEN", "AAR_SERVER_SOCKET", "PATH", "HOME", "TMPDIR", "LANG", "USER",
                         "LOGNAME", "PYTHONNOUSERSITE", "PWD"],
-        "nonce": nonce, "max_processes": (limits or HOSTILE_LIMITS).max_processes, **extra,
+        "nonce": nonce, "max_processes": (limits or HOSTILE_LIMITS).max_processes,
+        "max_files": (limits or HOSTILE_LIMITS).max_files, **extra,
     }
     # The configuration (with the secret, used to recognise a leak) goes in a file, not argv,
     # so that the attacker's own command line does not count as a leak.
@@ -236,6 +237,26 @@ def test_fill_the_disk(host):
         import shutil
 
         shutil.rmtree(host.ws_a / "fill", ignore_errors=True)
+
+
+def test_create_many_empty_files(host):
+    """Empty files take no blocks: the workspace is capped in files, the private tmpfs in inodes."""
+    limits = Limits(memory_mb=64, cpu_seconds=20, wall_seconds=30, max_processes=20, disk_mb=5, max_files=500,
+                    poll_seconds=0.05, disk_poll_seconds=0.25)
+    result, lines, events, _ = attack(host, "inodes", limits=limits)
+    try:
+        if os.geteuid() == 0:  # the launcher mounts /tmp and /dev/shm itself, with nr_inodes=
+            assert_blocked(host, result, lines, events)
+            assert {"inodes_/tmp", "inodes_/dev/shm"} <= {line["target"] for line in lines}
+        assert result.killed_reason == "files", (result.killed_reason, result.stdout, result.stderr[-500:])
+        assert any(e["event"] == "sandbox.limit" and e["reason"] == "files" for e in events)
+        assert result.file_growth > limits.max_files
+        assert next(e for e in events if e["event"] == "sandbox.exit")["file_growth"] == result.file_growth
+        assert result.tool_error() and "files" in result.tool_error()
+    finally:
+        import shutil
+
+        shutil.rmtree(host.ws_a / "many", ignore_errors=True)
 
 
 def test_spin_cpu_past_limit(host):

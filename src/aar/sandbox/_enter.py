@@ -8,6 +8,8 @@ the supervisor is root it:
 2. mounts a small tmpfs on the staging directory and bind-mounts every source the sandbox
    needs there, opening each source component by component without following symlinks (a
    path swapped for a symlink by an agent makes the launch fail instead of exposing the target);
+   it also mounts there the sandbox's private ``/tmp`` and ``/dev/shm``, capped in size and in
+   inodes (bubblewrap's own ``--tmpfs`` takes no inode option);
 3. drops to the sandbox's unprivileged uid/gid with no supplementary groups;
 4. applies the rlimits and execs bubblewrap, which then runs with an unprivileged user namespace.
 
@@ -65,8 +67,8 @@ def _open_nofollow(path: str) -> int:
         raise
 
 
-def _stage(plan: dict) -> list:
-    """Mount every bind source under the staging root; return the staged paths."""
+def _stage(plan: dict) -> tuple:
+    """Mount every bind source and private tmpfs under the staging root; return their staged paths."""
     libc = ctypes.CDLL(None, use_errno=True)
     _libc_call(libc, "unshare", CLONE_NEWNS)
     _libc_call(libc, "mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
@@ -86,7 +88,13 @@ def _stage(plan: dict) -> list:
         finally:
             os.close(fd)
         staged.append(target)
-    return staged
+    tmpfs = []
+    for index, options in enumerate(plan.get("tmpfs", ())):
+        target = f"{root}/tmpfs{index}"
+        os.mkdir(target, 0o755)
+        _libc_call(libc, "mount", b"tmpfs", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options.encode())
+        tmpfs.append(target)
+    return staged, tmpfs
 
 
 def _drop(uid: int, gid: int) -> None:
@@ -111,8 +119,9 @@ def main() -> None:
             os.chdir(plan["cwd"])
             _apply_rlimits(plan["rlimits"])
             os.execvpe(plan["command"][0], plan["command"], plan["env"])
-        sources = _stage(plan) if plan["stage_root"] else list(plan["binds"])
-        args = [sources[item[0]] if isinstance(item, list) else item for item in plan["args"]]
+        sources, tmpfs = _stage(plan) if plan["stage_root"] else (list(plan["binds"]), [])
+        args = [item if not isinstance(item, list) else tmpfs[item[1]] if item[0] == "tmpfs"
+                else sources[item[0]] for item in plan["args"]]
         if plan["drop"]:
             _drop(plan["uid"], plan["gid"])
         args_fd = os.memfd_create("bwrap-args", 0)

@@ -111,6 +111,11 @@ def build_plan(
     Bind sources are given by index (``[i]``) so that the launcher can substitute their staged
     location. Order matters to bubblewrap: mounts are applied in sequence, so the private
     ``/tmp`` comes before any bind that lives below ``/tmp`` on the host.
+
+    The private ``/tmp`` and ``/dev/shm`` are capped in size and, when the supervisor is root, in
+    inodes too: the launcher mounts them itself (``plan["tmpfs"]``, options with ``nr_inodes=``)
+    in its private staging namespace and bubblewrap binds them (``["tmpfs", i]`` in ``args``).
+    Unprivileged, bubblewrap mounts them with ``--size`` only: it has no option for inodes.
     """
     limits = spec.limits
     size = str(limits.disk_mb * 1024 * 1024)
@@ -128,8 +133,14 @@ def build_plan(
     for key, value in sandbox_path_env(spec).items():
         args += ["--setenv", key, str(value)]
     args += _system_args()
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm",
-             "--size", size, "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    tmpfs: list[str] = []
+    if privileged:
+        options = f"mode=0755,uid={spec.uid},gid={spec.gid},size={size},nr_inodes={limits.max_files}"
+        tmpfs = [options, options]
+        args += ["--bind", ["tmpfs", 0], "/dev/shm", "--bind", ["tmpfs", 1], "/tmp"]
+    else:
+        args += ["--size", size, "--tmpfs", "/dev/shm", "--size", size, "--tmpfs", "/tmp"]
     for device in spec.devices:
         args += ["--dev-bind", resolve(device), resolve(device)]
     mounts: list[tuple[str, str, str]] = [("--ro-bind", p, p) for p in python_paths()]
@@ -148,6 +159,7 @@ def build_plan(
         "bwrap": bwrap,
         "stage_root": stage_root() if privileged else None,
         "binds": binds,
+        "tmpfs": tmpfs,
         "args": args,
         "command": list(cmd),
         "drop": privileged,

@@ -8,7 +8,11 @@ Two layers, so that one failing does not open the door:
   threads count), ``RLIMIT_FSIZE`` (largest file), ``RLIMIT_NOFILE``, ``RLIMIT_CORE=0``.
 * **A watchdog** in the supervising process (``process.py``), which samples the whole process
   tree every ``poll_seconds`` and kills all of it when a *tree-wide* budget is exceeded: wall
-  clock, total CPU time, resident memory, task count and growth of the workspace on disk.
+  clock, total CPU time, resident memory, task count and growth of the workspace on disk, in
+  bytes and in files (inodes: empty files take no blocks but exhaust the file system's inodes).
+* **Mount options** of the private ``/tmp`` and ``/dev/shm``: ``size=`` and, when the supervisor
+  is root (it mounts them itself, see ``_enter.py``), ``nr_inodes=``. Without root bubblewrap
+  mounts them with a size only (its command line has no inode option).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import resource
 from dataclasses import asdict, dataclass
 
-KILL_REASONS = ("wall", "cpu", "memory", "processes", "disk", "killed")
+KILL_REASONS = ("wall", "cpu", "memory", "processes", "disk", "files", "killed")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class Limits:
         watchdog kills the tree when it reaches the cap (reason ``processes``).
     disk_mb: growth of the workspace allowed in one run (watchdog); also the largest single
         file (``RLIMIT_FSIZE``) and the size of each private tmpfs (``/tmp``, ``/dev/shm``).
+    max_files: files, directories and links the workspace may gain in one run (watchdog, kill
+        reason ``files``); also the inode count of each private tmpfs (``nr_inodes=``, root only).
     max_open_files: ``RLIMIT_NOFILE``.
     output_kb: stdout/stderr kept per stream by :func:`aar.sandbox.run_sandboxed`.
     poll_seconds: watchdog sampling period.
@@ -46,13 +52,14 @@ class Limits:
     wall_seconds: float = 900
     max_processes: int = 128
     disk_mb: int = 512
+    max_files: int = 20_000
     max_open_files: int = 1024
     output_kb: int = 1024
     poll_seconds: float = 0.1
     disk_poll_seconds: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("memory_mb", "cpu_seconds", "wall_seconds", "max_processes", "disk_mb"):
+        for name in ("memory_mb", "cpu_seconds", "wall_seconds", "max_processes", "disk_mb", "max_files"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be positive")
         if self.max_processes < 4:

@@ -6,7 +6,7 @@ Audit events (plain dicts handed to the ``audit`` callback, all with ``event``, 
 * ``sandbox.start``  argv, uid, workspace, readonly paths, socket, limits, unsafe flag;
 * ``sandbox.unsafe`` the run has NO isolation (explicit unsafe flag);
 * ``sandbox.limit``  a budget was exceeded: reason, measured value, limit; the tree is killed;
-* ``sandbox.exit``   returncode, killed_reason, wall/CPU time, peaks, disk growth, stderr tail.
+* ``sandbox.exit``   returncode, killed_reason, wall/CPU time, peaks, disk and file growth, stderr tail.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from aar.sandbox import bwrap as bw
 from aar.sandbox.limits import Limits, rlimits_for
 from aar.sandbox.proctree import TreeSample, kill_tree, sample_tree, tree_pss_mb
 from aar.sandbox.spec import SandboxResult, SandboxSpec, SandboxUnavailable, resolve
-from aar.sandbox.workspace import disk_usage_bytes
+from aar.sandbox.workspace import disk_usage
 
 log = logging.getLogger("aar.sandbox")
 AuditFn = Callable[[dict], None]
@@ -86,8 +86,9 @@ class SandboxProcess:
         self.peak_memory_mb = 0.0
         self.peak_tasks = 0
         self._workspace = resolve(spec.workspace)
-        self._disk_start = disk_usage_bytes(self._workspace)
+        self._disk_start, self._files_start = disk_usage(self._workspace)
         self.disk_growth_bytes = 0
+        self.file_growth = 0
         self._pidfd = os.pidfd_open(popen.pid)
         self._watchdog = threading.Thread(target=self._watch, name=f"sandbox-{run_id}", daemon=True)
         self._watchdog.start()
@@ -175,11 +176,12 @@ class SandboxProcess:
                 # scan could have taken the workspace past its budget.
                 maybe_over = self.disk_growth_bytes + (sample.written_bytes - written_at_scan) > disk_limit
                 if maybe_over or now - last_scan >= limits.disk_poll_seconds:
-                    growth = disk_usage_bytes(self._workspace) - self._disk_start
-                    self.disk_growth_bytes = max(self.disk_growth_bytes, growth)
+                    growth, files = self._scan_workspace()
                     last_scan, written_at_scan = time.monotonic(), sample.written_bytes
                     if growth > disk_limit:
                         self._breach("disk", growth / 2**20, limits.disk_mb, sample)
+                    elif files > limits.max_files:
+                        self._breach("files", files, limits.max_files, sample)
             if self.killed_reason is not None:
                 break
             # Sleep until the next sample, or until the process exits (no exit latency).
@@ -189,10 +191,17 @@ class SandboxProcess:
         finally:
             self._ended = time.monotonic()
             os.close(self._pidfd)
-        growth = disk_usage_bytes(self._workspace) - self._disk_start
-        self.disk_growth_bytes = max(self.disk_growth_bytes, growth)
+        self._scan_workspace()
         if self.killed_reason is None and self.popen.returncode == SIGXCPU_EXIT:
             self.killed_reason = "cpu"  # the per-process RLIMIT_CPU backstop fired first
+
+    def _scan_workspace(self) -> tuple[int, int]:
+        """Growth of the workspace since launch: (bytes on disk, files); records the peaks."""
+        size, entries = disk_usage(self._workspace)
+        growth, files = size - self._disk_start, entries - self._files_start
+        self.disk_growth_bytes = max(self.disk_growth_bytes, growth)
+        self.file_growth = max(self.file_growth, files)
+        return growth, files
 
     def result(self, stdout: bytes = b"", stderr: bytes = b"", *, stdout_truncated: bool = False,
                stderr_truncated: bool = False) -> SandboxResult:
@@ -203,7 +212,7 @@ class SandboxProcess:
             stdout=stdout.decode("utf-8", "replace"), stderr=stderr.decode("utf-8", "replace"),
             killed_reason=self.killed_reason, wall_seconds=self.wall_seconds, cpu_seconds=self.cpu_seconds,
             peak_memory_mb=self.peak_memory_mb, peak_tasks=self.peak_tasks,
-            disk_growth_mb=self.disk_growth_bytes / 2**20, unsafe=self.unsafe,
+            disk_growth_mb=self.disk_growth_bytes / 2**20, file_growth=self.file_growth, unsafe=self.unsafe,
             stdout_truncated=stdout_truncated, stderr_truncated=stderr_truncated,
         )
         _emit(self._audit, {
@@ -211,7 +220,8 @@ class SandboxProcess:
             "returncode": res.returncode, "killed_reason": res.killed_reason,
             "wall_seconds": round(res.wall_seconds, 3), "cpu_seconds": round(res.cpu_seconds, 3),
             "peak_memory_mb": round(res.peak_memory_mb, 1), "peak_tasks": res.peak_tasks,
-            "disk_growth_mb": round(res.disk_growth_mb, 3), "unsafe": res.unsafe,
+            "disk_growth_mb": round(res.disk_growth_mb, 3), "file_growth": res.file_growth,
+            "unsafe": res.unsafe,
             "stdout_tail": res.stdout[-2000:], "stderr_tail": res.stderr[-2000:],
         })
         return res

@@ -64,7 +64,8 @@ class SandboxResult:
     """Outcome of one sandboxed command.
 
     killed_reason: why the supervisor killed the tree (``wall``, ``cpu``, ``memory``,
-        ``processes``, ``disk``, ``killed`` for an explicit kill) or ``None``.
+        ``processes``, ``disk``, ``files``, ``killed`` for an explicit kill) or ``None``.
+    file_growth: files (inodes) the workspace gained, at most (as ``disk_growth_mb`` for bytes).
     unsafe: ``True`` when the command ran WITHOUT isolation (explicit unsafe flag).
     """
 
@@ -82,6 +83,7 @@ class SandboxResult:
     unsafe: bool
     stdout_truncated: bool = False
     stderr_truncated: bool = False
+    file_growth: int = 0
 
     @property
     def ok(self) -> bool:

@@ -46,7 +46,15 @@ def prepare_workspace(path: os.PathLike[str] | str, uid: int, gid: int | None = 
 
 def disk_usage_bytes(path: os.PathLike[str] | str) -> int:
     """Bytes allocated on disk under ``path`` (``st_blocks``), without following symlinks."""
-    total = 0
+    return disk_usage(path)[0]
+
+
+def disk_usage(path: os.PathLike[str] | str) -> tuple[int, int]:
+    """(bytes allocated on disk, entries = inodes used) under ``path``, without following symlinks.
+
+    Empty files take no blocks, so the byte count alone misses an agent exhausting the inodes.
+    """
+    total = count = 0
     stack = [os.fspath(path)]
     while stack:
         current = stack.pop()
@@ -58,11 +66,12 @@ def disk_usage_bytes(path: os.PathLike[str] | str) -> int:
                     except OSError:
                         continue
                     total += info.st_blocks * 512
+                    count += 1
                     if stat.S_ISDIR(info.st_mode):
                         stack.append(entry.path)
         except OSError:
             continue
-    return total
+    return total, count
 
 
 def read_workspace_file(
