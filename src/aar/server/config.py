@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -24,7 +25,10 @@ class Settings(BaseModel):
     admin_token: str = Field(min_length=16)
     budget_per_hour: int | None = 60  # per agent; None = unlimited
     budget_total: int | None = 1000  # per agent; None = unlimited
-    # Ladder margin in public accuracy; None = 1/sqrt(n_public) of each testbed.
+    # Ladder rule (aar.server.scoring): "paired" (parameter-free, paired test against the agent's best)
+    # or "fixed" (fixed margin).
+    ladder: Literal["paired", "fixed"] = "paired"
+    # Margin of the fixed Ladder in public accuracy; None = 1/sqrt(n_public) of each testbed.
     ladder_margin: float | None = Field(default=None, gt=0.0, lt=1.0)
     max_json_bytes: int = 8 * 1024 * 1024
     max_artifact_bytes: int = 20 * 1024 * 1024
