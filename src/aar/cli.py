@@ -258,6 +258,9 @@ def testbed_import(
     strong_chat_template: str = typer.Option("auto", help="Chat-template prompts for the strong model."),
     inference: str = typer.Option("transformers", help="Prediction engine: transformers or vllm (GPU)."),
     description: str = typer.Option("", help="One line shown to agents."),
+    weak_outputs: str | None = typer.Option(
+        None, help="The original's weak-teacher outputs: cache_results/<dataset>_weak_artifacts[/<config>]."
+    ),
 ) -> None:
     """Register an original-layout domain folder as a testbed (stored under $AAR_HOME/imported)."""
     from pathlib import Path
@@ -278,12 +281,17 @@ def testbed_import(
             strong_chat_template=_tristate(strong_chat_template, "--strong-chat-template"),
             model_settings={"max_length": max_length, "inference": inference,
                             "lora": {"rank": lora_rank, "alpha": lora_alpha}},
-            description=description,
+            description=description, weak_outputs=Path(weak_outputs) if weak_outputs else None,
         )
     except (LayoutError, ValueError, OSError) as e:
         _fail(str(e))
     sizes = ", ".join(f"{k} {v}" for k, v in tb.dataset.sizes().items())
     typer.echo(f"imported {tb.name} ({tb.spec.world}): {sizes}\n  {tb.path}")
+    if tb.spec.weak_outputs:
+        w = tb.spec.weak_outputs
+        typer.echo(f"  original weak outputs: seeds {', '.join(map(str, w['original_seeds']))} "
+                   f"(aar seeds 0..{len(w['original_seeds']) - 1}) of {w['config']}; published weak_acc "
+                   f"{', '.join('?' if a is None else f'{a:.4f}' for a in w['weak_acc'])}")
 
 
 @testbed_app.command("list")

@@ -13,6 +13,17 @@ weak teacher trains on ``train_label``, the ceiling on ``train_unlabel``, and th
 the scoring server's vault (through :func:`aar.w2s.public.build_vault_bundle`); what agents see is
 the public view, with every label stripped.
 
+**Weak outputs of the original.** The original release ships its weak teachers' outputs
+(``cache_results/<dataset>_weak_artifacts/<config>/seed_N.json``: ``soft_labels``, one
+``[P(label 0), P(label 1)]`` pair in the original's convention per ``train_unlabel`` row, in file
+order, plus ``weak_acc``). ``weak_outputs=`` imports them: the teacher of aar seed ``k`` is then the
+``k``-th smallest original seed's, on ``train_unlabel`` (and the dev examples carved out of it), so
+transfer runs learn from the very labels of the published baselines. The original's label 0 of a
+chat row is "A is better", aar's label 1: P(label=1) is the pair's index 0 for chat rows and its index
+1 (``True``) for binary rows. The release has no teacher outputs on ``test``: those (the weak
+accuracy, and what agents see on test inputs) come from aar's own weak teacher of that seed, trained
+as usual; the published ``weak_acc`` is kept in the manifest for comparison.
+
 **Dev split.** By default the ``dev`` split is empty and ``train_unlabel`` is used whole, as in the
 original (so the published baselines stay comparable). ``dev_size`` carves that many examples out
 of ``train_unlabel`` deterministically (by a hash of testbed name and example id); they are then
@@ -41,6 +52,7 @@ FILES = {"train_label": "train_label.jsonl", "train_unlabel": "train_unlabel.jso
 _SHORT = {"train_label": "tl", "train_unlabel": "tu", "dev": "dv", "test": "te"}
 NAME_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
 MANIFEST_FORMAT = 1
+WEAK_OUTPUTS_FILE = "weak_outputs.json"  # the original's teacher outputs, if imported
 
 # The original's fine-tuning protocol: LoRA r=32 / alpha 32, lr 1e-4, batch 32, 5 epochs, linear
 # schedule with 10% warmup; micro-batches of 8 (gradient accumulation 4) keep a 4B model on one GPU.
@@ -52,12 +64,17 @@ class LayoutError(ValueError):
 
 
 def _label(value: object, pairwise: bool, where: str) -> int:
+    """aar's label (1: A is better / the answer is correct) of a row's label."""
     if pairwise:
         if value in ("A", "a"):
             return 1
         if value in ("B", "b"):
             return 0
-        raise LayoutError(f"{where}: chat label must be 'A' or 'B', got {value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+            return 1 - value  # the original's integers: 0 is "A" (A is better), 1 is "B"
+        raise LayoutError(
+            f"{where}: chat label must be 'A' or 'B' (or the original's 0 for A, 1 for B), got {value!r}"
+        )
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, str) and value.lower() in ("true", "false"):
@@ -72,7 +89,10 @@ def row_to_example(row: dict, ex_id: str, where: str) -> Example:
     if not isinstance(row, dict):
         raise LayoutError(f"{where}: a row must be a JSON object")
     if "label" not in row or row["label"] is None:
-        raise LayoutError(f"{where}: row has no label (every file of the layout must be labelled)")
+        raise LayoutError(
+            f"{where}: row has no label (every file must be labelled: import the original's "
+            "labeled_data/<dataset> folder, not data/<dataset>)"
+        )
     meta = {"subset": row["subset"]} if row.get("subset") is not None else {}
     if {"prompt", "first", "second"} <= row.keys():
         opts = (str(row["first"]), str(row["second"]))
@@ -96,11 +116,16 @@ def row_to_example(row: dict, ex_id: str, where: str) -> Example:
 def read_split(path: Path, split: str) -> list[Example]:
     """The examples of one JSONL file; ids are ``<split short>-<line number>``."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            where = f"{path}:{n}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                bad = f"byte {raw[e.start]:#04x} at offset {e.start}"
+                raise LayoutError(f"{where}: not UTF-8 text ({bad} of the line)") from None
             if not line.strip():
                 continue
-            where = f"{path}:{n}"
             try:
                 row = json.loads(line)
             except ValueError as e:
@@ -120,6 +145,11 @@ def read_layout(folder: Path, name: str, dev_size: int = 0) -> Dataset:
             else []
         )
         hint = f"; domain folders inside: {', '.join(subs)}" if subs else ""
+        if missing == [FILES["train_label"]]:
+            hint += (
+                "; without train_label.jsonl this looks like the agents' data/<dataset> folder of the "
+                "original release, which has no labels: import labeled_data/<dataset> instead"
+            )
         raise LayoutError(f"{folder} is not a domain folder of the original layout: missing {missing}{hint}")
     splits = {s: read_split(folder / f, s) for s, f in FILES.items()}
     for s, xs in splits.items():
@@ -154,6 +184,7 @@ class ImportedSpec:
     dev_size: int = 0
     description: str = ""
     sizes: dict = field(default_factory=dict)
+    weak_outputs: dict | None = None  # imported original teacher outputs: config, seeds, weak_acc
 
     def to_dict(self) -> dict:
         """JSON-ready dict (the manifest's ``spec``)."""
@@ -168,6 +199,7 @@ class ImportedSpec:
             "dev_size": self.dev_size,
             "description": self.description,
             "sizes": self.sizes,
+            "weak_outputs": self.weak_outputs,
         }
 
     @classmethod
@@ -215,6 +247,19 @@ class ImportedTestbed:
         """What the public view records instead of copying weights: the strong model's settings."""
         return dict(self.spec.strong)
 
+    def imported_teacher(self, seed: int) -> dict[str, float]:
+        """The original's teacher outputs of ``seed`` (P(label=1) by example id), or {} if none imported."""
+        if not self.spec.weak_outputs:
+            return {}
+        blob = load_json(self.path / WEAK_OUTPUTS_FILE)
+        seeds = blob["seeds"]
+        if not 0 <= seed < len(seeds):
+            raise CacheError(
+                f"testbed {self.name} has the original's weak outputs for seeds 0..{len(seeds) - 1} "
+                f"(original seeds {', '.join(str(x['original_seed']) for x in seeds)}), not seed {seed}"
+            )
+        return {k: float(v) for k, v in seeds[seed]["probs"].items()}
+
     def teacher(self, seed: int) -> TeacherOutputs:
         """The weak teacher's outputs for ``seed`` (trained and cached on first use)."""
         from aar.w2s.experiment import teacher_outputs
@@ -245,6 +290,108 @@ def _model_spec(model: str | dict, chat_template: bool | None, **settings) -> di
     return HFModelSpec(path, chat_template=chat_template, **settings).to_dict()
 
 
+def check_model(spec: dict, role: str) -> None:
+    """A clear error at import for a model that could not be loaded later (nothing is loaded here)."""
+    from aar.w2s.models.hf import HFModelSpec, _offline
+
+    path, gguf = spec["path"], spec.get("gguf_file")
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if gguf and not (p / gguf).is_file():
+            raise LayoutError(f"{role} model: no GGUF file {gguf!r} in {p}")
+        if not gguf and not (p / "config.json").is_file():
+            raise LayoutError(
+                f"{role} model {p}: not a model folder (no config.json); give a folder written by "
+                "save_pretrained, a .gguf file, or a hub id"
+            )
+        return
+    if p.exists():
+        raise LayoutError(f"{role} model {p}: not a model folder or .gguf file")
+    if gguf or path.startswith(("/", ".", "~")) or path.count("/") > 1:
+        raise LayoutError(f"{role} model {path}: no such file or folder")
+    if not _offline(HFModelSpec.from_dict(spec)):
+        return  # a hub id that may be downloaded
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - comes with transformers
+        return
+    if not isinstance(try_to_load_from_cache(path, "config.json"), str):
+        raise LayoutError(
+            f"{role} model {path!r}: no such local folder or .gguf file, and no hub model of that id in the "
+            "local Hugging Face cache (aar never downloads weights: fetch the model first)"
+        )
+
+
+def _seed_files(folder: Path) -> list[tuple[int, Path]]:
+    files = []
+    for f in folder.glob("seed_*.json"):
+        m = re.fullmatch(r"seed_(-?\d+)\.json", f.name)
+        if m:
+            files.append((int(m.group(1)), f))
+    return sorted(files)
+
+
+def read_weak_outputs(folder: Path, data: Dataset, source: Path) -> tuple[dict, dict]:
+    """The original's weak-teacher outputs in ``folder`` as (manifest entry, stored blob).
+
+    ``folder`` is ``<dataset>_weak_artifacts/<config>`` (or its parent, if it holds one config).
+    Pairs are aligned by position with the rows of ``source``'s ``train_unlabel.jsonl``.
+    """
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise LayoutError(f"weak outputs: {folder} is not a folder")
+    files = _seed_files(folder)
+    if not files:
+        configs = sorted(d.name for d in folder.iterdir() if d.is_dir() and _seed_files(d))
+        if len(configs) != 1:
+            found = f"; configurations inside: {', '.join(configs)} (choose one)" if configs else ""
+            raise LayoutError(f"weak outputs: no seed_N.json in {folder}{found}")
+        folder = folder / configs[0]
+        files = _seed_files(folder)
+    ids = [e.id for e in read_split(source / FILES["train_unlabel"], "train_unlabel")]
+    pairwise = data.splits["test"][0].pairwise
+    seeds = []
+    for original_seed, f in files:
+        where = str(f)
+        try:
+            blob = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise LayoutError(f"{where}: not a JSON file: {e}") from None
+        soft = blob.get("soft_labels") if isinstance(blob, dict) else None
+        if not isinstance(soft, list):
+            raise LayoutError(f"{where}: no soft_labels list")
+        if len(soft) != len(ids):
+            raise LayoutError(
+                f"{where}: {len(soft)} soft labels for {len(ids)} train_unlabel rows of {source} "
+                "(they must be the outputs on this very file, in its order)"
+            )
+        probs = {}
+        for n, (ex_id, pair) in enumerate(zip(ids, soft, strict=True)):
+            ok = (
+                isinstance(pair, list)
+                and len(pair) == 2
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1 for x in pair)
+            )
+            if not ok or sum(pair) <= 0:
+                raise LayoutError(f"{where}: soft_labels[{n}] must be a pair of probabilities, got {pair!r}")
+            # the original's label 0 is "A" (chat) and False (binary); aar's label 1 is "A" and True
+            probs[ex_id] = float(pair[0 if pairwise else 1]) / float(sum(pair))
+        acc = blob.get("weak_acc")
+        seeds.append(
+            {
+                "original_seed": original_seed,
+                "weak_acc": float(acc) if isinstance(acc, (int, float)) else None,
+                "probs": probs,
+            }
+        )
+    entry = {
+        "config": folder.name,
+        "original_seeds": [x["original_seed"] for x in seeds],
+        "weak_acc": [x["weak_acc"] for x in seeds],
+    }
+    return entry, {"config": folder.name, "seeds": seeds}
+
+
 def import_testbed(
     source: Path,
     name: str,
@@ -258,13 +405,16 @@ def import_testbed(
     strong_chat_template: bool | None = None,
     model_settings: dict | None = None,
     description: str = "",
+    weak_outputs: Path | None = None,
 ) -> ImportedTestbed:
     """Read ``source`` (one domain folder), store it as testbed ``name`` under ``home``; return it.
 
     ``weak_model`` / ``strong_model`` are local paths (folders or .gguf files), hub ids, or
     ``HFModelSpec`` dicts; ``model_settings`` are extra :class:`HFModelSpec` fields for both
-    (e.g. ``max_length``, ``lora``, ``inference``). Importing again under the same name replaces
-    the testbed and its caches. Nothing is loaded or trained here.
+    (e.g. ``max_length``, ``lora``, ``inference``); both are checked to exist (a local folder or
+    file, or a hub id in the local cache). ``weak_outputs`` is a folder of the original's weak-teacher
+    outputs (see the module's docstring). Importing again under the same name replaces the testbed
+    and its caches. Nothing is loaded or trained here.
     """
     from aar.w2s.models.hf import LoraSettings
     from aar.w2s.testbeds.registry import TESTBEDS
@@ -282,22 +432,32 @@ def import_testbed(
     source = Path(source).expanduser().resolve()
     data = read_layout(source, name, dev_size)
     world = "pairwise" if data.splits["test"][0].pairwise else "binary"
+    weak, strong = (
+        _model_spec(m, t, **settings)
+        for m, t in ((weak_model, weak_chat_template), (strong_model, strong_chat_template))
+    )
+    check_model(weak, "weak")
+    check_model(strong, "strong")
+    entry, blob = read_weak_outputs(weak_outputs, data, source) if weak_outputs else (None, None)
     spec = ImportedSpec(
         name=name,
         world=world,
         source=str(source),
-        weak=_model_spec(weak_model, weak_chat_template, **settings),
-        strong=_model_spec(strong_model, strong_chat_template, **settings),
+        weak=weak,
+        strong=strong,
         weak_train=weak_train,
         strong_train=strong_train,
         dev_size=dev_size,
-        description=description or f"{source.name} ({world}) from {source}, imported",
+        description=description or f"{source.name} ({world}), imported from the original study's data",
         sizes=data.sizes(),
+        weak_outputs=entry,
     )
 
     def build(tmp: Path) -> None:
         data.save(tmp / "dataset.json")
         write_json_atomic(tmp / "manifest.json", {"format": MANIFEST_FORMAT, "spec": spec.to_dict()})
+        if blob is not None:
+            write_json_atomic(tmp / WEAK_OUTPUTS_FILE, blob)
 
     path = build_atomically(imported_root(home) / name, build)
     return ImportedTestbed(spec, path, data)
