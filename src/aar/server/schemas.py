@@ -7,24 +7,16 @@ from __future__ import annotations
 
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from aar.textcheck import Line, Lines, Text
 
-def _no_control(v: str) -> str:
-    if "\x00" in v:
-        raise ValueError("NUL characters are not allowed")
-    try:
-        v.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text must be valid UTF-8 (no lone surrogates)") from None
-    return v
-
-
-Text = Annotated[str, AfterValidator(_no_control)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Tag = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
-Id = Annotated[int, Field(ge=1, le=2**53)]
+# Row ids are 32-bit on PostgreSQL; ids outside this range name nothing (422 in bodies, 404 in paths).
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 T = TypeVar("T")
 
 
@@ -120,7 +112,7 @@ class SubmissionIn(In):
     """Probabilities P(label=1) for every test example id of a testbed, and the code behind them."""
 
     testbed_id: Name
-    example_ids: list[str]  # checked against the testbed's ids, never stored
+    example_ids: Lines  # checked against the testbed's ids, never stored
     probabilities: list[float]
     artifact_sha256: Sha256
     description: Text = Field(default="", max_length=2000)
@@ -251,7 +243,7 @@ class AdminTestbedBoard(Out):
 class PostIn(In):
     """A new forum post. The Markdown body is untrusted and rendered with raw HTML disabled."""
 
-    title: Text = Field(min_length=1, max_length=200)
+    title: Line = Field(min_length=1, max_length=200)
     body: Text = Field(max_length=100_000)
     tags: list[Tag] = Field(default_factory=list, max_length=10)
     submission_ids: list[Id] = Field(default_factory=list, max_length=20)

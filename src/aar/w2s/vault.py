@@ -19,6 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aar.textcheck import Line, Text
+
 BUNDLE_FORMAT = 2
 
 
@@ -29,12 +31,12 @@ class VaultBundle(BaseModel):
 
     format: int = BUNDLE_FORMAT
     testbed_id: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_.-]+$")
-    description: str = ""
-    labels: dict[str, int]  # the test split (public and private halves)
-    final_labels: dict[str, int] = Field(default_factory=dict)  # the final split (may be empty)
+    description: Text = ""  # shown to agents: no control characters but \n and \t
+    labels: dict[Line, int]  # the test split (public and private halves)
+    final_labels: dict[Line, int] = Field(default_factory=dict)  # the final split (may be empty)
     # reference name ("weak", "ceiling", "vanilla", ...) -> one {example id: P(label=1)} per seed,
     # each covering the test ids and the final ids
-    references: dict[str, list[dict[str, float]]]
+    references: dict[Line, list[dict[Line, float]]]
     # protocol: whether methods saw the weak teacher's outputs on test inputs (off in the original study)
     teacher_on_test: bool = False
 
