@@ -70,3 +70,48 @@ def test_report_unpacks_agent_code_with_the_safe_unpacker(tmp_path):
     text = _code_of(_Admin(buf.getvalue()), "b" * 64, dest)  # type: ignore[arg-type]
     assert "stored as" in text and "root:" not in text
     assert not (dest / ("b" * 16) / "experiment.json").is_symlink()
+
+
+def test_make_launcher_wires_the_audit_trail_and_unique_uids(tmp_path, monkeypatch):
+    import sys
+    import time
+
+    import pytest
+
+    from aar.campaign.audit import AuditLog
+    from aar.campaign.launcher import (
+        AgentLaunch,
+        SandboxLauncher,
+        close_launcher,
+        isolation_of,
+        make_launcher,
+    )
+    from aar.sandbox import check_bubblewrap
+    from aar.sandbox.uids import allocate_uid_block
+
+    monkeypatch.setenv("AAR_UID_DIR", str(tmp_path / "uids"))
+    other = allocate_uid_block()  # another campaign on this machine holds the first block
+    audit = AuditLog(tmp_path / "sandbox_events.jsonl")
+    assert isolation_of(make_launcher(True, audit=audit)) == "none (--unsafe-no-sandbox)"
+    if not check_bubblewrap(other.uid(0)).available:
+        pytest.skip("bubblewrap sandboxes are not available here")
+    launcher = make_launcher(False, audit=audit)
+    assert isinstance(launcher, SandboxLauncher) and launcher.audit is audit
+    assert isolation_of(launcher) == "bubblewrap"
+    ws = tmp_path / "agents" / "a" / "ws"
+    ws.mkdir(parents=True)
+    launch = AgentLaunch(name="a", index=0, workspace=ws, config=ws / "agent.json", log=ws.parent / "log",
+                         readonly=[], socket=None, env={}, wall_seconds=30,
+                         argv=[sys.executable, "-S", "-c", "import os; print(os.getuid())"])
+    handle = launcher.start(launch)
+    while handle.poll() is None:
+        time.sleep(0.05)
+    close_launcher(launcher)
+    events = audit.events()
+    assert [e["event"] for e in events] == ["sandbox.unsafe", "sandbox.start", "sandbox.exit"]
+    start, end = events[1], events[2]
+    assert start["label"] == end["label"] == "a" and end["returncode"] == 0 and end["killed_reason"] is None
+    assert start["uid"] != other.uid(0) and start["uid"] == launcher.uids.uid(0)
+    assert start["limits"]["max_files"] == launcher.max_files
+    assert not launcher.uids.held
+    other.release()

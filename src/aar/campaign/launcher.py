@@ -3,7 +3,11 @@
 :class:`ProcessLauncher` runs agents as plain subprocesses (own session, killed with their whole
 group, and with the campaign if it dies). :class:`SandboxLauncher` runs them in bubblewrap
 sandboxes (:mod:`aar.sandbox`): only the agent's workspace (read-write), the testbed's public view
-(read-only) and the server's Unix socket are visible, with CPU/memory/time limits.
+(read-only) and the server's Unix socket are visible, with CPU/memory/time/disk/file limits, each
+agent under its own uid from a block held by the campaign (:mod:`aar.sandbox.uids`), so that two
+campaigns on one machine never share uids. Both report to the campaign's audit trail (``audit=``):
+``sandbox.start``/``sandbox.limit``/``sandbox.exit`` for sandboxes, ``process.start``/``process.exit``
+for plain processes.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -55,24 +61,44 @@ class Launcher(Protocol):
     def start(self, launch: AgentLaunch) -> AgentHandle: ...
 
 
+NO_SANDBOX = "none (--unsafe-no-sandbox)"
+
+
 class _PlainHandle:
-    def __init__(self, popen: subprocess.Popen) -> None:
+    def __init__(self, popen: subprocess.Popen, audit=None, label: str = "") -> None:
         self.popen, self.pid = popen, popen.pid
         self.stdin, self.stdout = popen.stdin, popen.stdout  # pipes when launched with pipes=True
+        self._audit, self._label, self._run_id, self._killed = audit, label, uuid.uuid4().hex[:12], False
+        self._event("process.start", argv=[str(a) for a in popen.args], pid=popen.pid, unsafe=True)
+
+    def _event(self, event: str, **fields) -> None:
+        if self._audit is not None:
+            self._audit({"event": event, "run_id": self._run_id, "label": self._label, **fields})
 
     def poll(self) -> int | None:
-        return self.popen.poll()
+        code = self.popen.poll()
+        if code is not None and self._run_id:
+            self._event("process.exit", returncode=code, killed_reason="killed" if self._killed else None)
+            self._run_id = ""
+        return code
 
     def kill(self) -> None:
         from aar.agents.procs import kill_group
 
+        self._killed = self.popen.poll() is None
         kill_group(self.popen, grace=1.0)
+        self.poll()
 
 
 class ProcessLauncher:
     """Agents as plain subprocesses (no isolation): for hosts without bubblewrap, with the unsafe flag."""
 
     name = "process (NO sandbox)"
+    isolation = NO_SANDBOX
+
+    def __init__(self, audit=None) -> None:
+        """``audit``: the campaign's audit callback (start and exit of each agent process)."""
+        self.audit = audit
 
     def start(self, launch: AgentLaunch) -> AgentHandle:
         """Start the agent in a new session with its environment; output to its log."""
@@ -90,19 +116,27 @@ class ProcessLauncher:
                 return _PlainHandle(subprocess.Popen(
                     launch.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                     start_new_session=True, env=env, cwd=launch.workspace, close_fds=True,
-                    preexec_fn=die_with_parent))
-        return _PlainHandle(start_group(launch.command(), launch.log, env=env, cwd=launch.workspace))
+                    preexec_fn=die_with_parent), self.audit, launch.name)
+        popen = start_group(launch.command(), launch.log, env=env, cwd=launch.workspace)
+        return _PlainHandle(popen, self.audit, launch.name)
 
 
 class _SandboxHandle:
     def __init__(self, proc, log_file) -> None:
         self.proc, self.pid, self._log = proc, proc.pid, log_file
         self.stdin, self.stdout = proc.stdin, proc.stdout  # pipes when launched with pipes=True
+        self._exited = False
+        self._lock = threading.Lock()  # the LLM loop's thread and the campaign's both poll
 
     def poll(self) -> int | None:
         code = self.proc.poll()
-        if code is not None and not self._log.closed:
-            self._log.close()
+        if code is not None:
+            with self._lock:
+                if not self._log.closed:
+                    self._log.close()
+                if not self._exited:  # the sandbox.exit audit event (return code, kill reason, peaks)
+                    self._exited = True
+                    self.proc.result()
         return code
 
     def kill(self) -> None:
@@ -110,22 +144,44 @@ class _SandboxHandle:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
         self._log.close()
+        self.poll()
 
 
 class SandboxLauncher:
-    """Agents in bubblewrap sandboxes, one unprivileged uid per agent."""
+    """Agents in bubblewrap sandboxes, one unprivileged uid per agent, from the campaign's own block."""
 
     name = "bubblewrap sandbox"
+    isolation = "bubblewrap"
 
-    def __init__(self, memory_mb: int = 4096, max_processes: int = 512, audit=None) -> None:
-        """Per-agent memory and task limits (the wall limit comes from each agent's budget)."""
+    def __init__(self, memory_mb: int = 4096, max_processes: int = 512, audit=None, uids=None,
+                 max_files: int = 100_000) -> None:
+        """Per-agent memory, task and file limits (the wall limit comes from each agent's budget).
+
+        ``audit``: the campaign's audit callback; ``uids``: a held :class:`aar.sandbox.uids.UidBlock`
+        (by default one is taken at the first start and held until :meth:`close` or the end of
+        this process).
+        """
         self.memory_mb, self.max_processes, self.audit = memory_mb, max_processes, audit
+        self.uids, self.max_files = uids, max_files
+
+    def uid_for(self, index: int) -> int:
+        """The uid of agent ``index``: unique on this machine while the campaign runs."""
+        if self.uids is None:
+            from aar.sandbox.uids import allocate_uid_block
+
+            self.uids = allocate_uid_block()
+        return self.uids.uid(index)
+
+    def close(self) -> None:
+        """Give the campaign's block of uids back."""
+        if self.uids is not None:
+            self.uids.release()
 
     def start(self, launch: AgentLaunch) -> AgentHandle:
         """Start the agent in its sandbox; the workspace is handed to the agent's uid."""
-        from aar.sandbox import Limits, SandboxSpec, popen_sandboxed, prepare_workspace, uid_for_agent
+        from aar.sandbox import Limits, SandboxSpec, popen_sandboxed, prepare_workspace
 
-        uid = uid_for_agent(launch.index)
+        uid = self.uid_for(launch.index)
         prepare_workspace(launch.workspace, uid)
         _chown_tree(launch.workspace, uid)
         limits = Limits(
@@ -134,6 +190,7 @@ class SandboxLauncher:
             cpu_seconds=max(60.0, 4 * launch.wall_seconds),
             max_processes=self.max_processes,
             disk_mb=2048,
+            max_files=self.max_files,
             poll_seconds=0.5,
             disk_poll_seconds=10.0,
         )
@@ -160,14 +217,40 @@ def _chown_tree(path: Path, uid: int) -> None:
         return
     for p in [path, *path.rglob("*")]:
         if not p.is_symlink():
-            os.chown(p, uid, uid)
+            os.chown(p, uid, uid, follow_symlinks=False)
 
 
-def make_launcher(unsafe_no_sandbox: bool) -> Launcher:
-    """The sandbox launcher when bubblewrap works; the plain one only with the explicit unsafe flag."""
+def make_launcher(unsafe_no_sandbox: bool, audit=None) -> Launcher:
+    """The sandbox launcher when bubblewrap works; the plain one only with the explicit unsafe flag.
+
+    ``audit`` (the campaign's :class:`aar.campaign.audit.AuditLog`) receives every sandbox event.
+    """
     if unsafe_no_sandbox:
-        return ProcessLauncher()
+        if audit is not None:
+            audit({"event": "sandbox.unsafe", "reason": "--unsafe-no-sandbox: agents run WITHOUT isolation"})
+        return ProcessLauncher(audit)
     from aar.sandbox import require_sandbox
 
     require_sandbox()
-    return SandboxLauncher()
+    return SandboxLauncher(audit=audit)
+
+
+def isolation_of(launcher) -> str:
+    """How agents of ``launcher`` are isolated: ``bubblewrap``, ``none (--unsafe-no-sandbox)``, ...
+
+    Wrapping launchers (LLM backends) are looked through via their ``base``.
+    """
+    while launcher is not None:
+        if getattr(launcher, "isolation", None):
+            return launcher.isolation
+        launcher = getattr(launcher, "base", None)
+    return "unknown (custom launcher)"
+
+
+def close_launcher(launcher) -> None:
+    """Release what a launcher (or the launcher it wraps) holds, such as its block of uids."""
+    while launcher is not None:
+        close = getattr(launcher, "close", None)
+        if callable(close):
+            close()
+        launcher = getattr(launcher, "base", None)

@@ -9,6 +9,7 @@ Layout of a campaign directory::
     server.sock          its Unix socket (the only thing agents can reach)
     agents/<name>/ws/    each agent's workspace (agent.json, state.json, runs/...)
     agents/<name>/agent.log
+    sandbox_events.jsonl the sandbox audit trail (start, limit breaches, exit of every agent sandbox)
     timeline.json        every scored submission, from the server, with cumulative agent-hours
     report.md, report.json, pgr_vs_agent_hours.png
 """
@@ -24,8 +25,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from aar.campaign.audit import AUDIT_FILE, AuditLog
 from aar.campaign.budgets import Budgets, agent_over, campaign_over, usage
-from aar.campaign.launcher import AgentHandle, AgentLaunch, Launcher, make_launcher
+from aar.campaign.launcher import (
+    AgentHandle,
+    AgentLaunch,
+    Launcher,
+    close_launcher,
+    isolation_of,
+    make_launcher,
+)
 from aar.campaign.progress import Progress
 from aar.campaign.server import LocalServer, SocketRelay, attached_admin, new_admin_token
 from aar.campaign.state import AgentState, CampaignState
@@ -192,7 +201,8 @@ class Campaign:
             **{k: v for k, v in state.options.items() if k in CampaignOptions.__dataclass_fields__}
         )
         self.budgets = self.opts.budgets()
-        self.launcher = launcher or make_launcher(self.opts.unsafe_no_sandbox)
+        self.audit = AuditLog(Path(state.dir) / AUDIT_FILE)
+        self.launcher = launcher or make_launcher(self.opts.unsafe_no_sandbox, audit=self.audit)
         if self.opts.backend != "offline":  # LLM backends: model loop in this process, tools in the sandbox
             from aar.agents.llm.campaign import LLMLauncher
 
@@ -285,6 +295,12 @@ class Campaign:
         st = self.state
         self._reap_leftovers()
         st.sessions.append([time.time(), time.time()])
+        isolation = isolation_of(self.launcher)
+        if st.isolation and not st.isolation.endswith(isolation):
+            isolation = f"{st.isolation}, then {isolation}"  # resumed in another mode
+        st.isolation = isolation
+        self.audit({"event": "campaign.session", "session": len(st.sessions), "isolation": isolation,
+                    "launcher": self.launcher.name})
         st.save()
         old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
@@ -405,7 +421,8 @@ class Campaign:
         )
 
     def close(self) -> None:
-        """Stop the local server."""
+        """Stop the local server; give back what the launcher holds (its block of uids)."""
+        close_launcher(self.launcher)
         if self.server is not None:
             self.server.stop()
 

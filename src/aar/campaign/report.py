@@ -198,6 +198,8 @@ def render(data: dict, admin: Client, state: CampaignState, top: int = 3) -> str
         f"{data['agent_hours']:.3f} agent-hours, {data['submissions']} scored submissions, "
         f"cost ${data['cost_usd']:.2f} ({data['tokens']} tokens; the offline researcher uses none).",
         "",
+        f"Agent isolation: {state.isolation or 'not recorded'} (audit trail: `sandbox_events.jsonl`).",
+        "",
         f"**Best private PGR {_fmt(data['best_private_pgr'])}** "
         f"({data['best_agent']}, {data['best_method']}) "
         f"vs the best shipped baseline **{data['best_baseline']} {_fmt(data['best_baseline_private_pgr'])}** "

@@ -65,6 +65,7 @@ class CampaignState:
     sessions: list[list[float]] = field(default_factory=list)
     finished: bool = False
     version: int = 1
+    isolation: str | None = None  # "bubblewrap" or "none (--unsafe-no-sandbox)"; "a, then b" if it changed
 
     def save(self) -> None:
         """Atomic write (temp file, fsync, rename), mode 600."""
