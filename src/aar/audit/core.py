@@ -1,0 +1,271 @@
+"""The audit of a server's testbed (or a campaign's): select, re-run, evaluate, judge, store.
+
+For each selected submission (see :mod:`aar.audit.selection`) the artifact is downloaded from the
+code store and scanned, then these runs go to fresh sandboxes, in parallel (``cfg.jobs``):
+
+    reproduction      agents' view, the submitted seed      -> agreement with the submitted labels
+    seed<k>           audit view, each hidden seed          -> audited public/private/final PGR
+    strong<k>         random strong model, hidden seed(s)   -> strong-model ablation PGR
+    teacher<k>        shuffled teacher, hidden seed(s)      -> teacher ablation PGR, supervision gain
+
+Figures come from the server's ``admin_evaluate`` (it alone holds the labels; nothing is recorded
+as a submission), with the best shipped baseline (chosen on the public half) as the comparison.
+The verdict (:mod:`aar.audit.verdicts`) and everything behind it go to the server with
+``record_audit`` and to ``<out>/audits/<submission id>.json``. Resumable: a submission whose stored
+audit has this configuration's version is not audited again (``force`` redoes it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aar.audit import scan as scanner
+from aar.audit.config import AuditConfig
+from aar.audit.runner import ArtifactError, Experiment, RunResult, load_experiment, run_experiment
+from aar.audit.selection import Target, select
+from aar.audit.store import as_dict, read_local, record, stored_audits, write_local
+from aar.audit.verdicts import agreement, decide
+from aar.audit.views import AuditViews, build_views
+from aar.client import ApiError, Client
+
+
+@dataclass
+class _Plan:
+    target: Target
+    exp: Experiment | None
+    error: str | None
+    findings: list[dict]
+    code_dir: Path
+    runs: dict[str, tuple[Path, int, list[str]]] = field(default_factory=dict)  # kind -> (view, seed, ids)
+    results: dict[str, RunResult] = field(default_factory=dict)
+
+
+def _plan(admin: Client, t: Target, views: AuditViews, cfg: AuditConfig, code_root: Path) -> _Plan:
+    code_dir = code_root / str(t.submission_id)
+    exp, error = None, None
+    try:
+        data = admin.download(t.artifact_sha256)
+        exp = load_experiment(data, code_dir, t.seed)
+    except (ApiError, OSError) as e:
+        error = f"the artifact could not be downloaded: {e}"
+    except ArtifactError as e:
+        error = str(e)
+    if exp is not None:
+        findings = [f.to_dict() for f in scanner.scan_files(exp.files)]
+    else:
+        findings = [f.to_dict() for f in scanner.scan_dir(code_dir)] if code_dir.exists() else []
+    p = _Plan(t, exp, error, findings, code_dir)
+    if exp is None:
+        return p
+    both = views.test_ids + views.final_ids
+    p.runs["reproduction"] = (views.agent, exp.seed, views.test_ids)
+    hidden = cfg.hidden_seeds()
+    for s in hidden:
+        p.runs[f"seed{s}"] = (views.audit, s, both)
+    for s in hidden[: max(1, cfg.ablation_seeds)]:
+        if views.strong_ablation is not None:
+            p.runs[f"strong{s}"] = (views.strong_ablation, s, both)
+        p.runs[f"teacher{s}"] = (views.teacher_ablation, s, both)
+    return p
+
+
+def _evaluate(admin: Client, testbed_id: str, runs: list[dict], compare: str | None = None) -> dict:
+    out = as_dict(admin.admin_evaluate(testbed_id, runs, compare_to=compare))
+    return {k: (as_dict(v) if v is not None else None) for k, v in out["splits"].items()}
+
+
+def _split_fig(splits: dict | None, name: str) -> dict | None:
+    if not splits or not splits.get(name):
+        return None
+    return splits[name]
+
+
+def _variant(admin: Client, testbed_id: str, p: _Plan, prefix: str, compare: str | None = None) -> dict:
+    kinds = [k for k in p.runs if k.startswith(prefix)]
+    if not kinds:
+        return {"ok": False, "error": "not run (unavailable for this view)"}
+    failed = [f"{k}: {p.results[k].error}" for k in kinds if not p.results[k].ok]
+    if failed:
+        return {"ok": False, "error": "; ".join(failed)[:1500], "runs": len(kinds)}
+    try:
+        splits = _evaluate(admin, testbed_id, [p.results[k].probs for k in kinds], compare)
+    except ApiError as e:
+        return {"ok": False, "error": f"evaluation failed: {e}", "runs": len(kinds)}
+    priv = _split_fig(splits, "private") or {}
+    return {
+        "ok": True,
+        "runs": len(kinds),
+        "seeds": [p.runs[k][1] for k in kinds],
+        "public": (_split_fig(splits, "public") or {}).get("pgr"),
+        "private": priv.get("pgr"),
+        "final": (_split_fig(splits, "final") or {}).get("pgr"),
+        "accuracy_private": priv.get("accuracy"),
+        "majority_share": priv.get("majority_share"),
+        "above_ceiling_p": priv.get("above_ceiling_p"),
+        "compare_final": (_split_fig(splits, "final") or {}).get("compare"),
+        "compare_private": priv.get("compare"),
+        "seconds": [p.results[k].seconds for k in kinds],
+    }
+
+
+def _judge(admin: Client, testbed_id: str, p: _Plan, cfg: AuditConfig, notes: list[str]) -> dict:
+    t = p.target
+    checks: dict = {
+        "config_version": cfg.version(),
+        "why": t.why,
+        "flags": t.flags,
+        "scan": p.findings,
+        "notes": notes,
+        "experiment": None if p.exp is None else {"method": p.exp.method, "params": p.exp.params,
+                                                  "seed": p.exp.seed},
+    }
+    if p.exp is None:
+        checks["reproduction"] = {"ok": False, "agreement": None, "error": p.error}
+    else:
+        r = p.results["reproduction"]
+        if not r.ok:
+            checks["reproduction"] = {"ok": False, "agreement": None, "error": r.error, "seed": p.exp.seed}
+        else:
+            try:
+                submitted = admin.admin_predictions(t.submission_id)
+                ids = sorted(submitted)
+                agree = agreement(r.probs, submitted, ids)
+                checks["reproduction"] = {"ok": agree >= cfg.reproduction_threshold, "agreement": agree,
+                                          "seed": p.exp.seed, "n": len(ids), "error": None}
+            except ApiError as e:
+                checks["reproduction"] = {"ok": False, "agreement": None, "error": f"no predictions: {e}"}
+        checks["seeds"] = _variant(admin, testbed_id, p, "seed", compare="best_baseline")
+        checks["strong_ablation"] = _variant(admin, testbed_id, p, "strong")
+        checks["teacher_ablation"] = _variant(admin, testbed_id, p, "teacher")
+    verdict, reasons = decide(checks, cfg)
+    seeds = checks.get("seeds") or {}
+    mean = lambda d: None if not d else d.get("mean")  # noqa: E731
+    audited = mean(seeds.get("private"))
+    teacher = mean((checks.get("teacher_ablation") or {}).get("private"))
+    figures = {
+        "reproduction_agreement": (checks.get("reproduction") or {}).get("agreement"),
+        "audited_public_pgr": seeds.get("public"),
+        "audited_private_pgr": seeds.get("private"),
+        "audited_final_pgr": seeds.get("final"),
+        "final_vs_best_baseline": seeds.get("compare_final"),
+        "private_vs_best_baseline": seeds.get("compare_private"),
+        "strong_ablation_pgr": (checks.get("strong_ablation") or {}).get("private"),
+        "teacher_ablation_pgr": (checks.get("teacher_ablation") or {}).get("private"),
+        "supervision_gain": None if audited is None or teacher is None else audited - teacher,
+        "majority_share": seeds.get("majority_share"),
+        "scoring_public_pgr": t.public_pgr,
+        "scoring_private_pgr": t.private_pgr,
+        "released_pgr": t.released_pgr,
+    }
+    return {"verdict": verdict, "reasons": reasons, "figures": figures, "checks": checks}
+
+
+def audit_testbed(
+    admin: Client,
+    testbed_id: str,
+    out_dir: Path,
+    cfg: AuditConfig | None = None,
+    *,
+    testbed_name: str | None = None,
+    agent_view: Path | None = None,
+    agents: set[str] | None = None,
+    force: bool = False,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+    audit_log: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Audit the selected submissions of ``testbed_id``; returns every audit (new and resumed)."""
+    from aar.w2s.testbeds.registry import load_testbed
+
+    cfg = cfg or AuditConfig()
+    out_dir = Path(out_dir)
+    version = cfg.version()
+    targets = select(admin, testbed_id, agents, cfg.top)
+    stored = stored_audits(admin, testbed_id)
+    local = read_local(out_dir / "audits")
+    done, todo = [], []
+    for t in targets:
+        prev = stored.get(t.submission_id)
+        if not force and prev and (prev.get("checks") or {}).get("config_version") == version:
+            merged = {**local.get(t.submission_id, {}), **prev, "agent": t.agent, "method": t.method}
+            done.append(merged)
+        else:
+            todo.append(t)
+    say(f"audit of {testbed_id}: {len(targets)} submissions selected, {len(done)} already audited "
+        f"(config {version}), {len(todo)} to audit")
+    if not todo:
+        return done
+    tb = load_testbed(testbed_name or testbed_id)
+    seeds_wanted = sorted({t.seed for t in todo if t.seed is not None} | {0})
+    if agent_view is not None:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            have = set(json.loads((Path(agent_view) / "view.json").read_text())["seeds"])
+            if not set(seeds_wanted) <= have:
+                agent_view = None  # a submission cites a seed the agents' view lacks: export them all
+    views = build_views(tb, out_dir / "views", cfg.hidden_seeds(), agent_view, seeds_wanted, say)
+    plans = [_plan(admin, t, views, cfg, out_dir / "code") for t in todo]
+    jobs = [(p, kind) for p in plans for kind in p.runs]
+    t0 = time.monotonic()
+    _run_all(jobs, out_dir / "work", cfg, progress, audit_log)
+    say(f"audit runs: {len(jobs)} in {time.monotonic() - t0:.0f}s ({cfg.n_jobs()} in parallel)")
+    for p in plans:
+        t = p.target
+        audit = _judge(admin, testbed_id, p, cfg, views.notes)
+        try:
+            rec = record(admin, t.submission_id, audit["verdict"], audit["reasons"], audit["figures"],
+                         audit["checks"])
+        except (ApiError, AttributeError) as e:
+            rec = {"error": f"not stored on the server: {e}"}
+        audit.update({
+            "submission_id": t.submission_id, "agent": t.agent, "method": t.method,
+            "artifact_sha256": t.artifact_sha256, "testbed_id": testbed_id,
+            "code_dir": str(p.code_dir), "record": rec, "created_at": time.time(),
+        })
+        write_local(out_dir / "audits", audit)
+        say(f"  #{t.submission_id} {t.agent} {t.method}: {audit['verdict']}"
+            + (f" ({'; '.join(audit['reasons'])[:200]})" if audit["reasons"] else ""))
+        done.append(audit)
+    return done
+
+
+def _run_all(jobs: list[tuple[_Plan, str]], work: Path, cfg: AuditConfig, progress: bool, audit_log) -> None:
+    """Every run in its own sandbox, ``cfg.n_jobs()`` at a time, each with its own uid."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from aar.sandbox.uids import allocate_uid_block
+
+    n = min(cfg.n_jobs(), max(1, len(jobs)))
+    block = allocate_uid_block()
+    uids: queue.Queue[int] = queue.Queue()
+    for j in range(n):
+        uids.put(block.uid(j))
+
+    def one(job: tuple[_Plan, str]) -> None:
+        p, kind = job
+        view, seed, ids = p.runs[kind]
+        uid = uids.get()
+        try:
+            name = f"{p.target.submission_id}-{kind}"
+            p.results[kind] = run_experiment(p.exp, view, seed, ids, work / name, cfg, uid=uid,
+                                             audit_log=audit_log, label=f"audit-{name}")
+        except Exception as e:  # a run that cannot even start is a failed run, not a failed audit
+            p.results[kind] = RunResult(False, error=f"{type(e).__name__}: {e}")
+        finally:
+            uids.put(uid)
+
+    try:
+        with Progress(TextColumn("audit runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      disable=not progress) as bar:
+            task = bar.add_task("runs", total=len(jobs))
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                for _ in pool.map(one, jobs):
+                    bar.advance(task)
+    finally:
+        block.release()

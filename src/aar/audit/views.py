@@ -1,0 +1,174 @@
+"""Operator-side views for the audit's runs, made from the labelled testbed (never from an agent's files).
+
+* the agents' view: what every agent got (the campaign's ``public/<testbed>``, or exported again
+  with the agents' teacher seeds); used only to reproduce a submission at its own seed;
+* the audit view: the public view with teacher outputs for the *hidden* audit seeds (1000+k, never
+  exported to agents) and the ``final`` split's inputs appended to the ``test`` split (no labels),
+  so one run predicts the test and the final ids the server's evaluation needs;
+* its strong-model ablation: ``strong.pt`` replaced by a seeded random initialisation of the same
+  architecture (built-in views; Hugging Face views name their model instead of shipping weights and
+  are not ablated: the ablation reports itself unavailable);
+* its teacher ablation: every teacher file's outputs permuted over its ids with a seeded rng, so
+  the labels keep their balance and confidence histogram but carry no information.
+
+Each view is built in a temp folder and renamed into place, and made world-readable (the
+sandboxes run as unprivileged uids); nothing in it carries a label.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ABLATION_SEED = 7919  # the rng of the random strong model and the teacher permutation
+
+
+@dataclass
+class AuditViews:
+    """The views one audit runs on, and the ids the server evaluates."""
+
+    agent: Path
+    audit: Path
+    strong_ablation: Path | None
+    teacher_ablation: Path
+    test_ids: list[str]
+    final_ids: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def make_readable(path: Path) -> None:
+    """World-readable tree (directories 755, files 644) with traversable parents."""
+    for p in [path, *path.rglob("*")]:
+        if not p.is_symlink():
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    for parent in list(path.parents)[:4]:
+        if parent.exists() and os.access(parent, os.W_OK):
+            os.chmod(parent, parent.stat().st_mode | 0o111)
+
+
+def _derive(src: Path, dest: Path, modify: Callable[[Path], None]) -> Path:
+    """Copy view ``src`` to ``dest`` through a temp folder, apply ``modify`` to the copy, rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        shutil.rmtree(tmp)
+        shutil.copytree(src, tmp, symlinks=False)
+        modify(tmp)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    make_readable(dest)
+    return dest
+
+
+def _inputs(view: Path) -> dict:
+    raw = json.loads((view / "inputs.json").read_text())
+    return raw.get("splits", raw)
+
+
+def _write_json(path: Path, obj: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj))
+    tmp.replace(path)
+
+
+def add_final_inputs(view: Path, testbed) -> list[str]:
+    """Append the final split's inputs (labels stripped) to the view's ``test`` split; their ids."""
+    final = [e.unlabeled() for e in testbed.dataset.splits.get("final", [])]
+    if not final:
+        return []
+    raw = json.loads((view / "inputs.json").read_text())
+    splits = raw.get("splits", raw)
+    splits["test"] = list(splits["test"]) + [e.to_json() for e in final]
+    splits.pop("final", None)
+    _write_json(view / "inputs.json", raw)
+    meta = json.loads((view / "view.json").read_text())
+    if isinstance(meta.get("sizes"), dict):
+        meta["sizes"]["test"] = len(splits["test"])
+    _write_json(view / "view.json", meta)
+    # under the teacher-on-test protocol the teacher files cover test ids: cover the final ids too
+    from aar.w2s.experiment import teacher_outputs
+
+    test_ids = {e["id"] for e in splits["test"]}
+    for f in sorted(view.glob("teacher-s*.json")):
+        blob = json.loads(f.read_text())
+        if not test_ids & set(blob["probs"]):
+            continue
+        probs = teacher_outputs(testbed, int(blob["seed"])).probs
+        blob["probs"].update({e.id: float(probs[e.id]) for e in final if e.id in probs})
+        _write_json(f, blob)
+    return [e.id for e in final]
+
+
+def randomise_strong(view: Path, seed: int = ABLATION_SEED) -> bool:
+    """Replace ``strong.pt`` by a seeded random init of the same architecture; False for HF views."""
+    import torch
+
+    from aar.w2s.cache import save_torch_atomic
+    from aar.w2s.models.tiny import GPT, GPTConfig
+
+    f = view / "strong.pt"
+    if not f.exists():
+        return False
+    blob = torch.load(f, weights_only=True)
+    torch.manual_seed(seed)
+    gpt = GPT(GPTConfig(**blob["config"]))
+    save_torch_atomic({**blob, "state": gpt.state_dict()}, f)
+    return True
+
+
+def shuffle_teacher(view: Path, seed: int = ABLATION_SEED) -> None:
+    """Permute each teacher file's outputs over its ids (same balance, no information)."""
+    rng = np.random.default_rng(seed)
+    for f in sorted(view.glob("teacher-s*.json")):
+        blob = json.loads(f.read_text())
+        ids = sorted(blob["probs"])
+        values = np.array([blob["probs"][i] for i in ids], dtype=float)
+        blob["probs"] = dict(zip(ids, rng.permutation(values).tolist(), strict=True))
+        _write_json(f, blob)
+
+
+def build_views(
+    testbed,
+    root: Path,
+    hidden_seeds: Sequence[int],
+    agent_view: Path | None = None,
+    public_seeds: Sequence[int] = (0,),
+    say: Callable[[str], None] = lambda _m: None,
+) -> AuditViews:
+    """Build (or rebuild) every view of one audit under ``root``."""
+    from aar.w2s.public import export_public_view
+
+    root.mkdir(parents=True, exist_ok=True)
+    if agent_view is None:
+        say(f"exporting the agents' view of {testbed.name} (seeds {list(public_seeds)})")
+        agent_view = export_public_view(testbed, root / "agent", list(public_seeds))
+        make_readable(agent_view)
+    say(f"exporting the audit view (hidden seeds {list(hidden_seeds)}, final inputs)")
+    base = export_public_view(testbed, root / "base", list(hidden_seeds))
+    test_ids = [e["id"] for e in _inputs(base)["test"]]
+    final_ids: list[str] = []
+
+    def with_final(v: Path) -> None:
+        final_ids.extend(add_final_inputs(v, testbed))
+
+    audit = _derive(base, root / "audit", with_final)
+    shutil.rmtree(base, ignore_errors=True)
+    notes = []
+    strong: Path | None = None
+    if (audit / "strong.pt").exists():
+        strong = _derive(audit, root / "ablate-strong", randomise_strong)
+    else:
+        notes.append("strong-model ablation unavailable: the view names a Hugging Face model, no weights")
+    teacher = _derive(audit, root / "ablate-teacher", shuffle_teacher)
+    return AuditViews(agent_view, audit, strong, teacher, test_ids, final_ids, notes)
