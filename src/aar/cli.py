@@ -141,7 +141,10 @@ def serve(
     workers: int = typer.Option(1, help="uvicorn worker processes."),
     budget_per_hour: int = typer.Option(60, help="Default submissions per agent per hour (-1: unlimited)."),
     budget_total: int = typer.Option(1000, help="Default submissions per agent in total (-1: unlimited)."),
-    ladder_margin: float | None = typer.Option(None, help="Ladder margin (default 1/sqrt(n_public))."),
+    ladder: str = typer.Option("paired", help="Ladder rule: paired (default) or fixed (fixed margin)."),
+    ladder_margin: float | None = typer.Option(
+        None, help="Margin of the fixed Ladder (default 1/sqrt(n_public))."
+    ),
 ) -> None:
     """Start the scoring server (HTTP over TCP or a Unix domain socket)."""
     import os
@@ -151,7 +154,10 @@ def serve(
     from aar.server.config import Settings
     from aar.server.db import migrate
     from aar.server.ops import admin_token as resolve_token
+    from aar.server.vault import halves_key
 
+    if ladder not in ("paired", "fixed"):
+        _fail(f"--ladder must be paired or fixed, not {ladder!r}")
     ddir = _data_dir(data_dir)
     token, generated = resolve_token(ddir, admin_token)
     if generated:
@@ -162,10 +168,12 @@ def serve(
         admin_token=token,
         budget_per_hour=None if budget_per_hour < 0 else budget_per_hour,
         budget_total=None if budget_total < 0 else budget_total,
+        ladder=ladder,
         ladder_margin=ladder_margin,
         auto_migrate=False,
     )
     migrate(settings.database_url())
+    halves_key(ddir)  # the halves secret exists before any worker starts
     listen = {"uds": uds} if uds else {"host": host, "port": port}
     if workers > 1:
         os.environ.update(settings.to_env())
