@@ -455,6 +455,9 @@ def mcp_cmd(
     transport: str = typer.Option("stdio", help="stdio (Claude Code, most clients) or http (streamable)."),
     host: str = typer.Option("127.0.0.1", help="HTTP transport: address to listen on."),
     port: int = typer.Option(8770, help="HTTP transport: port (endpoint http://HOST:PORT/mcp)."),
+    force: bool = typer.Option(
+        False, help="With --campaign: act as the agent even while its own researcher (or another MCP) runs."
+    ),
 ) -> None:
     """Serve an agent's research tools over MCP, so Claude Code or any MCP client can be the researcher."""
     import os
@@ -466,14 +469,14 @@ def mcp_cmd(
         if campaign_dir:
             if not agent:
                 _fail("--campaign needs --agent")
-            who = McpAgent.from_campaign(campaign_dir, agent, token)
+            who = McpAgent.from_campaign(campaign_dir, agent, token, force=force)
         else:
             sock = os.environ.get("AAR_SERVER_SOCKET")
             srv = server or (f"unix:{sock}" if sock else None)
             if not (workspace and view and testbed and srv):
                 _fail("give --campaign DIR --agent NAME, or --workspace, --view, --testbed and --server")
             who = McpAgent("agent", token or "", testbed, Path(view), Path(workspace), srv)
-        run(who, transport, host, port)
+        run(who, transport, host, port, force=force)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
 
