@@ -61,7 +61,7 @@ def collect(state: CampaignState, admin: Client) -> dict:
                 **_llm_cost(a, used[a.name]["dollars"]),
             }
         )
-    return {
+    data = {
         "dir": state.dir,
         "testbed": state.testbed,
         "options": {k: v for k, v in state.options.items() if k not in ("admin_token",)},
@@ -94,6 +94,9 @@ def collect(state: CampaignState, admin: Client) -> dict:
         "ranking": "private PGR of the submission behind each agent's Ladder best (chosen on public)",
         "ci": "95% bootstrap over private-half examples (agents) or over seeds (baselines)",
     }
+    from aar.audit.report import augment
+
+    return augment(data, Path(state.dir), admin)  # audited ranking and headline (aar.audit.report)
 
 
 def _per_hour(dollars: float, seconds: float) -> float | None:
@@ -187,6 +190,7 @@ def _code_of(admin: Client, sha: str, dest: Path) -> str:
 
 def render(data: dict, admin: Client, state: CampaignState, top: int = 3) -> str:
     """``report.md``."""
+    from aar.audit import report as audit_report
     d = Path(state.dir)
     code_dir = d / "report_code"
     code_dir.mkdir(exist_ok=True)
@@ -200,7 +204,8 @@ def render(data: dict, admin: Client, state: CampaignState, top: int = 3) -> str
         "",
         f"Agent isolation: {state.isolation or 'not recorded'} (audit trail: `sandbox_events.jsonl`).",
         "",
-        f"**Best private PGR {_fmt(data['best_private_pgr'])}** "
+        *audit_report.headline_lines(data),
+        f"Diagnostic (scoring-time, selected on private): best private PGR {_fmt(data['best_private_pgr'])} "
         f"({data['best_agent']}, {data['best_method']}) "
         f"vs the best shipped baseline **{data['best_baseline']} {_fmt(data['best_baseline_private_pgr'])}** "
         f"on the same private half ({data['n_private']} examples; weak acc {data['weak_private_acc']:.3f}, "
@@ -216,13 +221,18 @@ def render(data: dict, admin: Client, state: CampaignState, top: int = 3) -> str
         "| agent-hours |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    ranked = sorted(data["agents"], key=lambda a: -(a["private_pgr"]["mean"] if a["private_pgr"] else -9))
+    ranked = audit_report.rank(data["agents"])
     for i, a in enumerate(ranked, 1):
         priv = _ci(a["private_pgr"]) if a["private_pgr"] else "-"
+        au = a.get("audit")
+        if au:  # audited: the verdict, and the audited figure (hidden seeds) next to the scoring-time one
+            priv += f"; audit: **{au['verdict']}**, audited {audit_report.ci_text(au['audited_private_pgr'])}"
         lines.append(
-            f"| {i} | {a['name']} | {a['direction']} | {a['method'] or '-'} | {_fmt(a['released_pgr'])} | "
+            f"| {i if not au or au['verdict'] != 'disqualified' else '-'} | {a['name']} | {a['direction']} | "
+            f"{a['method'] or '-'} | {_fmt(a['released_pgr'])} | "
             f"{priv} | {a['submissions']} | {a['agent_hours']:.3f} |"
         )
+    lines += ["", *audit_report.section(data)]
     lines += [
         "",
         "## Shipped baselines (same private half, over seeds)",
