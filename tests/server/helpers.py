@@ -14,6 +14,7 @@ import uvicorn
 from aar.client import Client
 from aar.server.app import create_app
 from aar.server.config import Settings
+from aar.server.vault import assign_halves, halves_key
 from aar.w2s.vault import VaultBundle
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -28,16 +29,22 @@ def noisy_predictions(labels: np.ndarray, acc: float, rng: np.random.Generator) 
     return np.where(labels == 1, p_label, 1.0 - p_label)
 
 
-def make_bundle(testbed_id: str | None = None, n: int = 200, seed: int = 0, n_seeds: int = 3) -> VaultBundle:
-    """A synthetic testbed: random labels, random halves, noisy reference runs per seed."""
+def make_bundle(
+    testbed_id: str | None = None, n: int = 200, seed: int = 0, n_seeds: int = 3, n_final: int | None = None
+) -> VaultBundle:
+    """A synthetic format-2 testbed: random labels on a test split of ``n`` ids and a small final split
+    (default ``max(40, n // 4)`` ids), noisy reference runs per seed covering both."""
     rng = np.random.default_rng(seed)
+    n_final = max(40, n // 4) if n_final is None else n_final
     ids = [f"t{seed}-{i:05d}" for i in range(n)]
+    final_ids = [f"f{seed}-{i:05d}" for i in range(n_final)]
     labels = rng.integers(0, 2, n)
-    halves = np.array(["public"] * (n // 2) + ["private"] * (n - n // 2))
-    rng.shuffle(halves)
+    final_labels = rng.integers(0, 2, n_final)
+    all_ids, all_labels = ids + final_ids, np.concatenate([labels, final_labels])
     refs = {
         name: [
-            dict(zip(ids, noisy_predictions(labels, acc, rng).tolist(), strict=True)) for _ in range(n_seeds)
+            dict(zip(all_ids, noisy_predictions(all_labels, acc, rng).tolist(), strict=True))
+            for _ in range(n_seeds)
         ]
         for name, acc in REFERENCE_ACCURACY.items()
     }
@@ -45,9 +52,14 @@ def make_bundle(testbed_id: str | None = None, n: int = 200, seed: int = 0, n_se
         testbed_id=testbed_id or f"tb-{uuid.uuid4().hex[:8]}",
         description="synthetic testbed",
         labels=dict(zip(ids, labels.tolist(), strict=True)),
-        halves=dict(zip(ids, halves.tolist(), strict=True)),
+        final_labels=dict(zip(final_ids, final_labels.tolist(), strict=True)),
         references=refs,
     )
+
+
+def halves_of(data_dir: Path, bundle: VaultBundle) -> dict[str, str]:
+    """The halves the server with this data dir assigns to the bundle's test ids (tests only)."""
+    return assign_halves(halves_key(data_dir), bundle.testbed_id, sorted(bundle.labels))
 
 
 def labels_of(bundle: VaultBundle) -> dict[str, int]:

@@ -10,9 +10,11 @@ import pytest
 from aar.server.errors import ApiError
 from aar.server.schemas import SubmissionIn
 from aar.server.scoring import canonical_probs, default_margin, ladder_step
-from aar.server.vault import build_arrays
+from aar.server.vault import assign_halves, build_arrays
 
 from .helpers import make_bundle
+
+KEY = bytes(range(32))
 
 
 def test_ladder_step():
@@ -29,7 +31,7 @@ def test_ladder_step():
 
 def test_canonical_probs_orders_and_checks():
     bundle = make_bundle(n=20, seed=1)
-    arrays = build_arrays(bundle)
+    arrays = build_arrays(bundle, KEY)
     ids = list(reversed(arrays.ids))
     probs = [i / 20 for i in range(20)]
     out = canonical_probs(
@@ -51,8 +53,9 @@ def test_canonical_probs_orders_and_checks():
 
 def test_baselines_are_seed_means_per_half():
     bundle = make_bundle(n=200, seed=2)
-    arrays = build_arrays(bundle)
-    pub = [k for k, h in bundle.halves.items() if h == "public"]
+    arrays = build_arrays(bundle, KEY)
+    halves = assign_halves(KEY, bundle.testbed_id, sorted(bundle.labels))
+    pub = [k for k, h in halves.items() if h == "public"]
     accs = [np.mean([(run[k] > 0.5) == bundle.labels[k] for k in pub]) for run in bundle.references["weak"]]
     assert arrays.weak[0] == pytest.approx(np.mean(accs))
     assert arrays.half_pgr(*arrays.weak) == (pytest.approx(0.0), pytest.approx(0.0))

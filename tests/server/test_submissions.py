@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import httpx
 import numpy as np
@@ -34,7 +33,7 @@ def test_ladder_release_and_private_kept_back(harness):
     agent, name = harness.agent()
     sha = harness.code(agent)
     truth = labels_of(bundle)
-    margin = 1 / math.sqrt(200)
+    margin = 0.01  # the default (paired) Ladder's release grid for 200 public examples
     base = _preds(truth, 0.70)
     first = agent.submit(bundle.testbed_id, base, sha, "first", method="m1")
     assert first.public.improved

@@ -6,7 +6,7 @@ Predictions are stored as one float64 blob per submission in the testbed's canon
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -43,6 +43,11 @@ class Testbed(Base):
     ceiling_public: Mapped[float] = mapped_column(Float)
     ceiling_private: Mapped[float] = mapped_column(Float)
     created_at: Mapped[float] = mapped_column(Float)
+    # the final split (never scored by submissions; admin evaluate only) and the protocol flag
+    n_final: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    weak_final: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ceiling_final: Mapped[float | None] = mapped_column(Float, nullable=True)
+    teacher_on_test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Artifact(Base):
@@ -78,6 +83,21 @@ class Submission(Base):
     released_acc: Mapped[float] = mapped_column(Float)
     released_pgr: Mapped[float] = mapped_column(Float)
     improved: Mapped[bool] = mapped_column(Boolean)
+    # scoring-time flags (admin only): "above_ceiling", "near_constant"
+    flags: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+
+
+class Audit(Base):
+    """An audit verdict on a submission, recorded by the operator's audit. Append-only (triggers)."""
+
+    __tablename__ = "audits"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list] = mapped_column(JSON)
+    figures: Mapped[dict] = mapped_column(JSON)
+    checks: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
 
 
 class Ladder(Base):

@@ -1,15 +1,44 @@
-"""Scoring rules: prediction checks, the Ladder release of public figures, submission budgets.
+"""Scoring rules: prediction checks, the Ladder release of public figures, flags, submission budgets.
 
-Ladder (Blum & Hardt 2015, "The Ladder: A Reliable Leaderboard for Machine Learning Competitions",
-fixed-margin variant). Per agent and testbed the server keeps a released best public accuracy R.
-A new submission with public accuracy a changes R only when a > R + eta; the new R is then a with
-its error rate 1 - a rounded to the nearest multiple of eta. Otherwise R is released again.
-The default margin is eta = 1/sqrt(n_public) (about two standard errors of a public accuracy; set
-``ladder_margin`` to override): a single flipped prediction (a change of 1/n_public) never moves
-the released figure, and the whole transcript an agent sees is fixed by at most 1/eta update
-points. The released PGR is the released accuracy put through the public half's fixed weak and
-ceiling baselines. Nothing else about the labels (counts, per-example correctness, which ids are
-public) is ever returned; the private-half figures are stored for the final ranking only.
+The Ladder (Blum & Hardt 2015, "The Ladder: A Reliable Leaderboard for Machine Learning
+Competitions"). Per agent and testbed the server keeps a released best public accuracy R and the
+submission behind it. A new submission either moves R (and becomes the best) or R is released
+again. Nothing else about the labels (counts, per-example correctness, which ids are public) is
+ever returned; the private-half figures are stored for the final ranking only. The released PGR is
+the released accuracy put through the public half's fixed weak and ceiling baselines. Two rules:
+
+``paired`` (the default; the paper's parameter-free Ladder with a stricter threshold). Let
+d_i = correct_new_i - correct_best_i over the n public examples (0/1 correctness of the thresholded
+prediction), so mean(d) is the accuracy improvement over the agent's best and
+SE = sd(d) / sqrt(n) its standard error. The submission moves R only when
+
+    mean(d) > max(2 * SE, 4 / n)
+
+and R is then its accuracy with the error rate rounded to the grid ``max(0.01, 1/n)`` (0.01 resolves
+accuracy differences of 0.02). Why this threshold: 2 * SE is a one-sided paired test at about the
+2.3% level, so a submission that only differs from the best by noise (the boosting attack's random
+vectors, re-submitted seeds of the same method) almost never moves the figure, while a real gain of
+0.03 accuracy on 1,000 public examples whose predictions differ from the best's on up to ~20% of the
+examples clears it (SE <= 0.0141). The 4/n floor is a hard guarantee independent of the SE: a
+submission that differs from the agent's best in at most four predictions (in particular any single
+flipped prediction, whatever the label) never moves the figure; (with one flip the 2 * SE part alone
+already needs 1/n > 2/n). A submission that changes many predictions can of course cross the
+threshold: the information an agent gets is then one release per significant, at least 5-example
+improvement, which is what the Ladder's transcript bound counts. The receipt's ``margin`` is the
+grid, not the data-dependent threshold (which would reveal mean(d) through the SE).
+
+``fixed`` (the paper's fixed-margin Ladder). R moves only when a > R + eta; the new R is a with
+its error rate 1 - a rounded to the nearest multiple of eta. The default margin is
+eta = 1/sqrt(n_public) (about two standard errors of a public accuracy; ``ladder_margin`` overrides
+it). One Ladder step is then 0.08-0.16 PGR on the built-in testbeds, and a single flip can still
+move the figure when the previous submission sat just below the margin.
+
+Flags (admin only, stored on the submission at scoring time; agents never see them):
+``above_ceiling`` when the private-half accuracy is significantly above the private ceiling's,
+by a one-sided exact binomial test of the private correct count against the ceiling's accuracy
+(H0: true accuracy <= ceiling accuracy; flagged when p < 0.01) - a W2S method should not beat a
+model trained on ground truth, and a significant excess points at leaked labels;
+``near_constant`` when at least 95% of the test predictions share one label.
 
 Budgets: per agent, a sliding one-hour window and a lifetime total; exhausted budgets get 429.
 """
@@ -21,6 +50,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 from sqlalchemy import Connection, func, select
 
 from aar.server.errors import ApiError
@@ -38,11 +68,90 @@ def default_margin(n_public: int) -> float:
 
 
 def ladder_step(best: float | None, acc: float, margin: float) -> tuple[float, bool]:
-    """Released accuracy after a submission with public accuracy ``acc``, and whether it moved."""
+    """Fixed-margin Ladder: released accuracy after a submission with public accuracy ``acc``, and
+    whether it moved."""
     if best is None or acc > best + margin:
-        error_steps = round((1.0 - acc) / margin)  # the loss (error rate) is what gets rounded
-        return max(0.0, 1.0 - error_steps * margin), True
+        return round_to_grid(acc, margin), True
     return best, False
+
+
+PAIRED_SE_MULTIPLE = 2.0  # improvement must exceed this many standard errors of the paired differences
+PAIRED_MIN_NET = 4  # ... and this many examples' worth (4/n): <= 4 changed predictions never move it
+PAIRED_GRID = 0.01  # released accuracies are multiples of max(PAIRED_GRID, 1/n_public)
+
+
+def round_to_grid(acc: float, step: float) -> float:
+    """``acc`` with its error rate rounded to the nearest multiple of ``step`` (the grid is anchored at
+    zero error, so a perfect submission shows 1.0)."""
+    error_steps = round((1.0 - acc) / step)
+    return max(0.0, 1.0 - error_steps * step)
+
+
+def paired_grid(n_public: int) -> float:
+    """The release grid of the paired Ladder: 0.01 accuracy, or 1/n_public on tiny testbeds."""
+    return max(PAIRED_GRID, 1.0 / max(n_public, 1))
+
+
+def paired_threshold(diff: np.ndarray) -> float:
+    """Improvement in accuracy that ``diff`` (per-example correctness differences) must exceed:
+    ``max(2 * SE, 4 / n)`` with SE the standard error of the mean difference."""
+    n = diff.size
+    se = float(np.std(diff, ddof=1)) / math.sqrt(n) if n > 1 else math.inf
+    return max(PAIRED_SE_MULTIPLE * se, PAIRED_MIN_NET / n)
+
+
+def public_correct(arrays: TestbedArrays, probs: np.ndarray) -> np.ndarray:
+    """0/1 correctness (int8) of thresholded ``probs`` on the public half."""
+    return ((probs[arrays.public] > 0.5).astype(np.int8) == arrays.labels[arrays.public]).astype(np.int8)
+
+
+def paired_ladder_step(
+    arrays: TestbedArrays, probs: np.ndarray, best: float | None, best_probs: np.ndarray | None
+) -> tuple[float, bool]:
+    """Paired Ladder: released accuracy after a submission, and whether it moved.
+
+    ``best`` is the released accuracy and ``best_probs`` the predictions of the agent's best so far
+    (None before its first submission, which is always released).
+    """
+    correct = public_correct(arrays, probs)
+    grid = paired_grid(correct.size)
+    acc = float(correct.mean())
+    if best is None or best_probs is None:
+        return round_to_grid(acc, grid), True
+    diff = correct.astype(np.float64) - public_correct(arrays, best_probs)
+    if float(diff.mean()) > paired_threshold(diff):
+        return max(best, round_to_grid(acc, grid)), True
+    return best, False
+
+
+ABOVE_CEILING_P = 0.01  # one-sided binomial p-value below which "above_ceiling" is set
+NEAR_CONSTANT_SHARE = 0.95  # share of the most common predicted label from which "near_constant" is set
+
+
+def majority_share(probs: np.ndarray) -> float:
+    """Share of the most common thresholded label among ``probs``."""
+    ones = float(np.mean(np.asarray(probs) > 0.5))
+    return max(ones, 1.0 - ones)
+
+
+def above_ceiling_p(n_correct: int, n: int, ceiling_acc: float) -> float:
+    """One-sided exact binomial p-value of ``n_correct`` of ``n`` right under H0: accuracy <= ceiling."""
+    if n <= 0:
+        return 1.0
+    return float(stats.binom.sf(n_correct - 1, n, min(max(ceiling_acc, 0.0), 1.0)))
+
+
+def scoring_flags(arrays: TestbedArrays, probs: np.ndarray) -> list[str]:
+    """Admin-only flags of a submission (see the module docstring)."""
+    flags = []
+    private = ~arrays.public
+    n_priv = int(private.sum())
+    right = int(((probs[private] > 0.5).astype(np.int8) == arrays.labels[private]).sum())
+    if above_ceiling_p(right, n_priv, arrays.ceiling[1]) < ABOVE_CEILING_P:
+        flags.append("above_ceiling")
+    if majority_share(probs) >= NEAR_CONSTANT_SHARE:
+        flags.append("near_constant")
+    return flags
 
 
 def canonical_probs(arrays: TestbedArrays, sub: SubmissionIn) -> np.ndarray:

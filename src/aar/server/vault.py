@@ -1,18 +1,35 @@
-"""The ground-truth vault: test labels and halves of each registered testbed, under the data dir.
+"""The ground-truth vault: test and final labels of each registered testbed, under the data dir.
 
-Bundles are stored as ``<data_dir>/vault/<testbed id>-<sha prefix>.json`` (directory mode 700, files
-600) and are never served. Each server process keeps the arrays it scores against in memory
-(:class:`TestbedArrays`), loaded once per testbed.
+Bundles (:class:`aar.w2s.vault.VaultBundle`, format 2) are stored as
+``<data_dir>/vault/<testbed id>-<sha prefix>.json`` (directory mode 700, files 600) and are never
+served. Each server process keeps the arrays it scores against in memory (:class:`TestbedArrays`),
+loaded once per testbed.
+
+Halves. The server alone decides which test ids are public: the first half (``n // 2``) of the test
+ids sorted by HMAC-SHA256(key, ``"<testbed id>/<example id>"``), where the key is 32 random bytes in
+``<data_dir>/halves_key`` (mode 600), made at first start. Nothing an agent can read (the package,
+the bundle format, the public view) lets it recompute the split, and the key never leaves the data
+dir. Every worker process reads the same file (creation is race-safe: a fully written temp file is
+hard-linked into place, so a second creator just reads the winner's key). Deleting the key changes
+the halves of every registered testbed, whose stored baselines would then be stale: keep it with the
+database.
+
+The final split (``final_labels``) is held here too, with its own weak and ceiling baselines, but it
+is never scored by ``POST /v1/submissions`` (whose ids must be exactly the test ids): only the admin
+evaluate endpoint reads it, for audits and headline figures.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
+import secrets
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +42,60 @@ from aar.server.models import Testbed
 from aar.w2s.metrics import GapError, accuracy, pgr
 from aar.w2s.vault import VaultBundle
 
+HALVES_KEY_FILE = "halves_key"
+
+
+def halves_key(data_dir: Path) -> bytes:
+    """The server's halves secret (32 bytes in ``<data_dir>/halves_key``, mode 600), made on first use.
+
+    Race-safe across worker processes: the key is written to a private temp file and hard-linked into
+    place; ``link`` fails when another process got there first, and then everyone reads that file.
+    """
+    d = Path(data_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / HALVES_KEY_FILE
+    if not path.exists():
+        tmp = d / f".{HALVES_KEY_FILE}.{os.getpid()}.{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise RuntimeError(f"{path} must hold 32 bytes (the halves secret), found {len(key)}")
+    return key
+
+
+def public_mask(key: bytes, testbed_id: str, ids: Sequence[str]) -> np.ndarray:
+    """Bool mask over ``ids``: True for the public half (the first ``len(ids) // 2`` of the ids sorted
+    by HMAC-SHA256(key, ``"<testbed id>/<id>"``))."""
+    digests = [hmac.new(key, f"{testbed_id}/{i}".encode(), hashlib.sha256).digest() for i in ids]
+    order = sorted(range(len(ids)), key=lambda j: digests[j])
+    mask = np.zeros(len(ids), dtype=bool)
+    mask[order[: len(ids) // 2]] = True
+    return mask
+
+
+def assign_halves(key: bytes, testbed_id: str, ids: Sequence[str]) -> dict[str, str]:
+    """``{id: "public" | "private"}`` as the server assigns them (for tests and operator tools)."""
+    mask = public_mask(key, testbed_id, ids)
+    return {i: "public" if m else "private" for i, m in zip(ids, mask, strict=True)}
+
 
 @dataclass(frozen=True)
 class TestbedArrays:
-    """Everything needed to score one testbed, in canonical (sorted id) order."""
+    """Everything needed to score one testbed, in canonical (sorted id) order.
+
+    The test split (``ids``, ``labels``, ``references``) is what submissions are scored on; the final
+    split (``final_*``, possibly empty) is only read by the admin evaluate endpoint.
+    """
 
     testbed_id: str
     ids: list[str]
@@ -38,6 +105,12 @@ class TestbedArrays:
     weak: tuple[float, float]  # accuracy on (public, private)
     ceiling: tuple[float, float]
     references: dict[str, np.ndarray]  # name -> (n_seeds, n) probabilities
+    final_ids: list[str] = field(default_factory=list)
+    final_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
+    final_references: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n_seeds, n_final)
+    weak_final: float | None = None
+    ceiling_final: float | None = None
+    teacher_on_test: bool = False
 
     def half_accuracy(self, probs: np.ndarray) -> tuple[float, float]:
         """Accuracy of ``probs`` on the public and on the private half."""
@@ -70,19 +143,24 @@ def _bundle_path(data_dir: Path, testbed_id: str, sha: str) -> Path:
     return vault_dir(data_dir) / f"{testbed_id}-{sha[:16]}.json"
 
 
-def build_arrays(bundle: VaultBundle) -> TestbedArrays:
-    """Canonical arrays and per-half baselines (mean over seeds) of a bundle."""
+def build_arrays(bundle: VaultBundle, key: bytes) -> TestbedArrays:
+    """Canonical arrays and per-half baselines (mean over seeds) of a bundle; ``key`` is the halves
+    secret (:func:`halves_key`)."""
     ids = sorted(bundle.labels)
     pos = {k: i for i, k in enumerate(ids)}
     labels = np.array([bundle.labels[k] for k in ids], dtype=np.int8)
-    public = np.array([bundle.halves[k] == "public" for k in ids], dtype=bool)
-    refs = {
-        name: np.array([[run[k] for k in ids] for run in runs], dtype=np.float64)
-        for name, runs in bundle.references.items()
-    }
-    for name, arr in refs.items():
-        if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
-            raise ApiError(422, "invalid_bundle", f"reference '{name}' has probabilities outside [0, 1]")
+    public = public_mask(key, bundle.testbed_id, ids)
+    final_ids = sorted(bundle.final_labels)
+    final_labels = np.array([bundle.final_labels[k] for k in final_ids], dtype=np.int8)
+    refs, final_refs = {}, {}
+    for name, runs in bundle.references.items():
+        if not runs:
+            raise ApiError(422, "invalid_bundle", f"reference '{name}' has no runs")
+        refs[name] = np.array([[run[k] for k in ids] for run in runs], dtype=np.float64)
+        final_refs[name] = np.array([[run[k] for k in final_ids] for run in runs], dtype=np.float64)
+        for arr in (refs[name], final_refs[name]):
+            if arr.size and (not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1):
+                raise ApiError(422, "invalid_bundle", f"reference '{name}' has probabilities outside [0, 1]")
 
     def mean_acc(name: str) -> tuple[float, float]:
         accs = [
@@ -90,11 +168,31 @@ def build_arrays(bundle: VaultBundle) -> TestbedArrays:
         ]
         return float(np.mean([a[0] for a in accs])), float(np.mean([a[1] for a in accs]))
 
+    def final_acc(name: str) -> float | None:
+        if not final_ids:
+            return None
+        return float(np.mean([accuracy(r, final_labels) for r in final_refs[name]]))
+
     arrays = TestbedArrays(
-        bundle.testbed_id, ids, pos, labels, public, mean_acc("weak"), mean_acc("ceiling"), refs
+        bundle.testbed_id,
+        ids,
+        pos,
+        labels,
+        public,
+        mean_acc("weak"),
+        mean_acc("ceiling"),
+        refs,
+        final_ids,
+        final_labels,
+        final_refs,
+        final_acc("weak"),
+        final_acc("ceiling"),
+        bundle.teacher_on_test,
     )
     try:
         arrays.half_pgr(0.5, 0.5)
+        if final_ids:
+            pgr(0.5, arrays.weak_final, arrays.ceiling_final)
     except GapError as e:
         raise ApiError(422, "invalid_bundle", f"testbed {bundle.testbed_id}: {e}") from None
     return arrays
@@ -113,7 +211,7 @@ def register(db: Database, data_dir: Path, bundle: VaultBundle) -> tuple[Testbed
     existing = _existing(db, bundle.testbed_id, sha)
     if existing is not None:
         return existing, False
-    arrays = build_arrays(bundle)
+    arrays = build_arrays(bundle, halves_key(data_dir))
     path = _bundle_path(data_dir, bundle.testbed_id, sha)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{bundle.testbed_id}-", suffix=".tmp")
     tmp = Path(tmp_name)
@@ -133,6 +231,10 @@ def register(db: Database, data_dir: Path, bundle: VaultBundle) -> tuple[Testbed
             weak_private=arrays.weak[1],
             ceiling_public=arrays.ceiling[0],
             ceiling_private=arrays.ceiling[1],
+            n_final=len(arrays.final_ids),
+            weak_final=arrays.weak_final,
+            ceiling_final=arrays.ceiling_final,
+            teacher_on_test=arrays.teacher_on_test,
             created_at=time.time(),
         )
         try:
@@ -184,6 +286,7 @@ class VaultCache:
     def __init__(self, db: Database, data_dir: Path) -> None:
         """Cache over the given database and data dir."""
         self.db, self.data_dir = db, Path(data_dir)
+        self.key = halves_key(self.data_dir)
         self._arrays: dict[str, TestbedArrays] = {}
         self._lock = threading.Lock()
 
@@ -200,6 +303,6 @@ class VaultCache:
             if row is None:
                 raise ApiError(404, "unknown_testbed", f"no testbed with id {testbed_id!r}")
             bundle = VaultBundle.load(_bundle_path(self.data_dir, row.id, row.bundle_sha256))
-            arrays = build_arrays(bundle)
+            arrays = build_arrays(bundle, self.key)
             self._arrays[testbed_id] = arrays
             return arrays

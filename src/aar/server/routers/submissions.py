@@ -8,6 +8,7 @@ appends the audit entry.
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -29,7 +30,16 @@ from aar.server.schemas import (
     SubmissionReceipt,
     SubmissionView,
 )
-from aar.server.scoring import HOUR, canonical_probs, check_budget, default_margin, ladder_step
+from aar.server.scoring import (
+    HOUR,
+    canonical_probs,
+    check_budget,
+    default_margin,
+    ladder_step,
+    paired_grid,
+    paired_ladder_step,
+    scoring_flags,
+)
 from aar.server.vault import TestbedArrays
 from aar.w2s.metrics import pgr
 
@@ -45,12 +55,16 @@ SQL_WINDOW = (
 )
 SQL_ARTIFACT = "SELECT 1 FROM artifacts WHERE sha256 = :sha"
 SQL_LADDER = "SELECT best_acc, n_updates FROM ladder WHERE agent_id = :agent_id AND testbed_id = :testbed_id"
+SQL_LADDER_PAIRED = (  # the paired Ladder compares with the best submission's predictions
+    "SELECT l.best_acc, l.n_updates, s.predictions FROM ladder l JOIN submissions s "
+    "ON s.id = l.best_submission_id WHERE l.agent_id = :agent_id AND l.testbed_id = :testbed_id"
+)
 SQL_INSERT = (
     "INSERT INTO submissions (agent_id, testbed_id, artifact_sha256, method, description, seed, created_at, "
-    "predictions, public_acc, private_acc, public_pgr, private_pgr, released_acc, released_pgr, improved) "
-    "VALUES (:agent_id, :testbed_id, :artifact_sha256, :method, :description, :seed, :created_at, "
+    "predictions, public_acc, private_acc, public_pgr, private_pgr, released_acc, released_pgr, improved, "
+    "flags) VALUES (:agent_id, :testbed_id, :artifact_sha256, :method, :description, :seed, :created_at, "
     ":predictions, :public_acc, :private_acc, :public_pgr, :private_pgr, :released_acc, :released_pgr, "
-    ":improved) RETURNING id"
+    ":improved, {flags}) RETURNING id"
 )
 SQL_LADDER_NEW = (
     "INSERT INTO ladder (agent_id, testbed_id, best_acc, best_submission_id, n_updates) "
@@ -70,8 +84,12 @@ def _record(
     this is the hot path, and SQLAlchemy's per-statement compilation costs more than the query)."""
     acc_pub, acc_priv = arrays.half_accuracy(probs)
     pgr_pub, pgr_priv = arrays.half_pgr(acc_pub, acc_priv)
-    margin = c.settings.ladder_margin or default_margin(int(arrays.public.sum()))
+    paired = c.settings.ladder == "paired"
+    n_public = int(arrays.public.sum())
+    margin = paired_grid(n_public) if paired else c.settings.ladder_margin or default_margin(n_public)
+    flags = json.dumps(scoring_flags(arrays, probs))
     db = c.db
+    insert = SQL_INSERT.format(flags=":flags" if db.is_sqlite else "CAST(:flags AS JSON)")
     lock = "" if db.is_sqlite else " FOR UPDATE"
     now = time.time()
     with db.write_conn() as conn:
@@ -96,11 +114,17 @@ def _record(
                 404, "unknown_artifact", "artifact_sha256 names no stored artifact; upload the code first"
             )
         key = {"agent_id": agent.id, "testbed_id": sub.testbed_id}
-        lad = run(db.sql(SQL_LADDER), key).first()
-        released, improved = ladder_step(None if lad is None else lad[0], acc_pub, margin)
+        lad = run(db.sql(SQL_LADDER_PAIRED if paired else SQL_LADDER), key).first()
+        if paired:
+            best_probs = None if lad is None else np.frombuffer(lad[2], dtype="<f8")
+            released, improved = paired_ladder_step(
+                arrays, probs, None if lad is None else lad[0], best_probs
+            )
+        else:
+            released, improved = ladder_step(None if lad is None else lad[0], acc_pub, margin)
         released_pgr = pgr(released, arrays.weak[0], arrays.ceiling[0])
         sid = run(
-            db.sql(SQL_INSERT),
+            db.sql(insert),
             {
                 **key,
                 "artifact_sha256": sub.artifact_sha256,
@@ -116,6 +140,7 @@ def _record(
                 "released_acc": released,
                 "released_pgr": released_pgr,
                 "improved": improved,
+                "flags": flags,
             },
         ).scalar_one()
         if improved:
