@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
+import sys
+import threading
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aar import __version__
+from aar.server.artifacts import clean_uploads
 from aar.server.audit import AuditMiddleware
 from aar.server.config import Settings, settings_from_env
 from aar.server.db import Database, migrate
-from aar.server.errors import ApiError
+from aar.server.errors import COMMON_ERRORS, ERROR_DESCRIPTIONS, ApiError, ErrorEnvelope
 from aar.server.vault import VaultCache, vault_dir
 
 log = logging.getLogger("aar.server")
+# Set by `aar serve` before it forks uvicorn workers: the pid each worker must die with.
+PARENT_PID_ENV = "AAR_SERVE_PARENT_PID"
+SECURITY_SCHEME = "HTTPBearer"
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+}
+_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "Always `Bearer`.", "schema": {"type": "string"}}},
+    429: _RETRY_AFTER,
+    503: _RETRY_AFTER,
+}
 
 
 @dataclass
@@ -71,12 +91,60 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, complete about what the server enforces (cached on the app).
+
+    FastAPI knows neither the bearer auth (resolved by dependencies that read the header) nor the
+    answers produced outside a route (401 and 503 from dependencies, 400 and 413 from the middleware),
+    and documents 422 with its own schema. So every operation gets the HTTPBearer requirement and the
+    answers any route can give (:data:`~aar.server.errors.COMMON_ERRORS`), and every error response
+    (also those a route declares with :func:`~aar.server.errors.error_responses`) the error envelope.
+    """
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    envelope = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(envelope.pop("$defs", {}))
+    schemas["ErrorEnvelope"] = envelope
+    components["securitySchemes"] = {
+        SECURITY_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An agent token (`aar_...`) or the admin token.",
+        }
+    }
+    doc["security"] = [{SECURITY_SCHEME: []}]
+    error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+    for item in doc.get("paths", {}).values():
+        for op in item.values():
+            op["security"] = [{SECURITY_SCHEME: []}]
+            responses = op.setdefault("responses", {})
+            statuses = {int(k) for k in responses if k.isdigit() and int(k) >= 400} | set(COMMON_ERRORS)
+            for status in sorted(statuses):
+                entry: dict[str, Any] = {
+                    "description": ERROR_DESCRIPTIONS.get(status, "Error."),
+                    "content": error_content,
+                }
+                if status in _HEADERS:
+                    entry["headers"] = _HEADERS[status]
+                responses[str(status)] = entry
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    app.openapi_schema = doc
+    return doc
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for ``settings`` (migrating the database first when ``auto_migrate``)."""
     from aar.server.routers import admin, artifacts, forum, leaderboard, meta, submissions, testbeds
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     vault_dir(settings.data_dir)
+    removed = clean_uploads(settings.data_dir)
+    if removed:
+        log.warning("removed %d unfinished artifact uploads", removed)
     if settings.auto_migrate:
         migrate(settings.database_url())
     db = Database(settings.database_url())
@@ -90,6 +158,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=None,
     )
     app.state.ctx = AppContext(settings, db, VaultCache(db, settings.data_dir))
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     _install_error_handlers(app)
     for module in (meta, admin, testbeds, submissions, leaderboard, forum, artifacts):
         app.include_router(module.router)
@@ -99,6 +168,36 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """End this process (SIGTERM) when ``parent_pid``, the process that started it, dies.
+
+    uvicorn's workers outlive a supervisor killed with SIGKILL: they keep the listening socket, so a
+    restart fails with "Address already in use" while orphans keep answering. On Linux the kernel
+    sends the signal (PR_SET_PDEATHSIG); elsewhere a daemon thread watches the parent pid. A parent
+    that died before this call is noticed at once.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    else:  # pragma: no cover - non-Linux fallback
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def app_from_env() -> FastAPI:
-    """App factory for uvicorn workers: settings come from ``AAR_SERVER_*`` variables."""
+    """App factory for uvicorn workers: settings come from ``AAR_SERVER_*`` variables.
+
+    Under ``aar serve --workers N`` each worker also arms :func:`die_with_parent`.
+    """
+    parent = os.environ.get(PARENT_PID_ENV, "")
+    if parent.isdigit():
+        die_with_parent(int(parent))
     return create_app(settings_from_env())

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 ENV_PREFIX = "AAR_SERVER_"
+MIN_ADMIN_TOKEN = 16
 
 
 def default_data_dir() -> Path:
@@ -22,7 +23,7 @@ class Settings(BaseModel):
 
     data_dir: Path = Field(default_factory=default_data_dir)
     db_url: str | None = None  # default: sqlite file in data_dir
-    admin_token: str = Field(min_length=16)
+    admin_token: str
     budget_per_hour: int | None = 60  # per agent; None = unlimited
     budget_total: int | None = 1000  # per agent; None = unlimited
     # Ladder rule (aar.server.scoring): "paired" (parameter-free, paired test against the agent's best)
@@ -33,6 +34,17 @@ class Settings(BaseModel):
     max_json_bytes: int = 8 * 1024 * 1024
     max_artifact_bytes: int = 20 * 1024 * 1024
     auto_migrate: bool = True
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, v: str) -> str:
+        if len(v) < MIN_ADMIN_TOKEN:
+            raise ValueError(
+                f"the admin token must be at least {MIN_ADMIN_TOKEN} characters long (this one has {len(v)})"
+            )
+        if any(c.isspace() or not c.isprintable() for c in v):
+            raise ValueError("the admin token must not contain spaces or control characters")
+        return v
 
     def database_url(self) -> str:
         """The SQLAlchemy URL: ``db_url`` or a SQLite file in the data dir."""
@@ -51,6 +63,14 @@ class Settings(BaseModel):
         for key, value in self.model_dump(mode="json").items():
             env[ENV_PREFIX + key.upper()] = "" if value is None else str(value)
         return env
+
+
+def settings_problem(error: ValidationError) -> str:
+    """One readable line per invalid setting, never echoing the values (the admin token is secret)."""
+    return "; ".join(
+        f"{'.'.join(str(x) for x in e['loc']) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in error.errors(include_url=False, include_input=False)
+    )
 
 
 def settings_from_env(environ: dict[str, str] | None = None) -> Settings:

@@ -4,13 +4,40 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Path, Request, Response
-from pydantic import BaseModel, ValidationError
+from fastapi import Path, Query, Request, Response
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from aar.server.errors import ApiError
+from aar.server.schemas import MAX_ID
 
 M = TypeVar("M", bound=BaseModel)
-PathId = Annotated[int, Path(ge=1, le=2**53)]
+
+
+def _existing_id(value: int) -> int:
+    """A path id, or 404 when it is outside the id range (no row can have it, on any database).
+
+    Checked here, before any query, so that SQLite and PostgreSQL (whose ids are 32-bit) answer
+    alike. Raising ApiError (not ValueError) makes it a 404 instead of a validation error.
+    """
+    if not 1 <= value <= MAX_ID:
+        raise ApiError(404, "not_found", f"no object with id {value}", {"max_id": MAX_ID})
+    return value
+
+
+PathId = Annotated[
+    int,
+    AfterValidator(_existing_id),
+    Path(
+        description=f"Row id, 1..{MAX_ID}; any other integer names nothing (404).",
+        json_schema_extra={"minimum": 1, "maximum": MAX_ID},
+    ),
+]
+PAGE_MAX = 200
+OFFSET_MAX = 10**9
+Limit = Annotated[int, Query(ge=1, le=PAGE_MAX, description=f"Page size, 1..{PAGE_MAX}.")]
+Offset = Annotated[int, Query(ge=0, le=OFFSET_MAX, description="Items to skip.")]
+# Free-text query filters (names, ids, search text): bounded so the document states the limit.
+Filter = Annotated[str | None, Query(max_length=200)]
 
 
 def ctx(request: Request) -> Any:
@@ -79,9 +106,10 @@ def json_response(model: BaseModel | list, status: int = 200) -> Response:
 
 
 def page_bounds(limit: int, offset: int) -> tuple[int, int]:
-    """Validated page size (1-200) and offset (>= 0)."""
-    if not 1 <= limit <= 200:
+    """Validated page size (1-200) and offset (>= 0); routes declare them as :data:`Limit` and
+    :data:`Offset` (checked and documented by FastAPI), this is the second line for direct callers."""
+    if not 1 <= limit <= PAGE_MAX:
         raise ApiError(422, "invalid_query", "limit must be between 1 and 200")
-    if not 0 <= offset <= 10**9:
+    if not 0 <= offset <= OFFSET_MAX:
         raise ApiError(422, "invalid_query", "offset must be between 0 and 10^9")
     return limit, offset

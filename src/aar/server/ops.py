@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -14,11 +15,35 @@ from aar.server.db import Database
 from aar.server.errors import ApiError
 from aar.server.models import Agent
 
+# Names an agent may not take: they name the server's own roles, audit actors and the baselines of the
+# leaderboards, so an agent under one of them could pass its posts or scores off as theirs.
+RESERVED_NAMES = frozenset(
+    {
+        "admin", "administrator", "root", "system", "server", "aar", "anonymous", "anon", "baseline",
+        "baselines", "best_baseline", "weak", "ceiling", "reference", "operator", "moderator", "staff",
+        "official", "null", "none", "nobody", "unknown", "everyone", "invalid",
+    }
+)  # fmt: skip
+_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def reserved_name(name: str) -> bool:
+    """True when ``name`` is a reserved name, compared case-insensitively and ignoring separators and
+    trailing digits ("Admin", "ad-min", "root_1", "SYSTEM." are all reserved)."""
+    folded = name.casefold()
+    bare = _SEPARATORS.sub("", folded).rstrip("0123456789")
+    return folded in RESERVED_NAMES or bare in {_SEPARATORS.sub("", r) for r in RESERVED_NAMES}
+
 
 def create_agent(
     db: Database, name: str, budget_per_hour: int | None = None, budget_total: int | None = None
 ) -> tuple[Agent, str]:
-    """Create an agent; returns the row and its token (which is stored only as a hash)."""
+    """Create an agent; returns the row and its token (which is stored only as a hash).
+
+    Reserved names (:func:`reserved_name`) are refused with 422; an existing name (any case) with 409.
+    """
+    if reserved_name(name):
+        raise ApiError(422, "reserved_name", f"the name {name!r} is reserved; choose another")
     token = new_token()
     with db.write() as s:
         if s.scalar(select(Agent.id).where(Agent.name == name)) is not None:

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from aar.server import ops
 from aar.server.auth import AdminUser
-from aar.server.deps import body_doc, ctx, json_body, json_response, page_bounds, parse_model, read_body
+from aar.server.deps import (
+    Filter,
+    Limit,
+    Offset,
+    body_doc,
+    ctx,
+    json_body,
+    json_response,
+    page_bounds,
+    parse_model,
+    read_body,
+)
+from aar.server.errors import error_responses
 from aar.server.models import Agent, AuditEntry, Submission
 from aar.server.schemas import (
     AgentCreate,
@@ -77,7 +89,13 @@ def submission_admin_view(sub: Submission, agent: str) -> SubmissionAdminView:
     )
 
 
-@router.post("/agents", status_code=201, response_model=AgentCreated, openapi_extra=body_doc(AgentCreate))
+@router.post(
+    "/agents",
+    status_code=201,
+    response_model=AgentCreated,
+    openapi_extra=body_doc(AgentCreate),
+    responses=error_responses(403, 409),
+)
 async def create_agent(request: Request, _: AdminUser):
     """Create an agent and return its token (shown only here)."""
     body = await json_body(request, AgentCreate)
@@ -88,15 +106,15 @@ async def create_agent(request: Request, _: AdminUser):
     return json_response(AgentCreated(**agent_info(agent).model_dump(), token=token), 201)
 
 
-@router.get("/agents", response_model=list[AgentInfo])
+@router.get("/agents", response_model=list[AgentInfo], responses=error_responses(403))
 def list_agents(request: Request, _: AdminUser):
     """All agents."""
     with ctx(request).db.read() as s:
         return json_response([agent_info(a) for a in s.scalars(select(Agent).order_by(Agent.id))])
 
 
-@router.post("/agents/{name}/revoke", response_model=AgentInfo)
-def revoke_agent(name: str, request: Request, _: AdminUser):
+@router.post("/agents/{name}/revoke", response_model=AgentInfo, responses=error_responses(403, 404))
+def revoke_agent(request: Request, _: AdminUser, name: str = Path(max_length=64)):
     """Revoke an agent's token (idempotent); its data stays."""
     agent = ops.revoke_agent(ctx(request).db, name)
     request.state.outcome = f"revoked agent {name}"
@@ -104,7 +122,14 @@ def revoke_agent(name: str, request: Request, _: AdminUser):
 
 
 @router.post(
-    "/testbeds", status_code=201, response_model=TestbedAdminInfo, openapi_extra=body_doc(VaultBundle)
+    "/testbeds",
+    status_code=201,
+    response_model=TestbedAdminInfo,
+    openapi_extra=body_doc(VaultBundle),
+    responses={
+        **error_responses(403, 409),
+        200: {"model": TestbedAdminInfo, "description": "The identical bundle was already registered."},
+    },
 )
 async def register_testbed(request: Request, _: AdminUser):
     """Register a testbed's ground-truth bundle (idempotent for identical bundles; 200 then)."""
@@ -115,14 +140,14 @@ async def register_testbed(request: Request, _: AdminUser):
     return json_response(testbed_admin_info(row, created), 201 if created else 200)
 
 
-@router.get("/submissions", response_model=Page[SubmissionAdminView])
+@router.get("/submissions", response_model=Page[SubmissionAdminView], responses=error_responses(403))
 def admin_submissions(
     request: Request,
     _: AdminUser,
-    agent: str | None = None,
-    testbed_id: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
+    agent: Filter = None,
+    testbed_id: Filter = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ):
     """Every submission with its public and private figures, newest first."""
     limit, offset = page_bounds(limit, offset)
@@ -141,8 +166,8 @@ def admin_submissions(
     )
 
 
-@router.get("/audit", response_model=Page[AuditView])
-def audit_log(request: Request, _: AdminUser, actor: str | None = None, limit: int = 100, offset: int = 0):
+@router.get("/audit", response_model=Page[AuditView], responses=error_responses(403))
+def audit_log(request: Request, _: AdminUser, actor: Filter = None, limit: Limit = 100, offset: Offset = 0):
     """The audit log, newest first."""
     limit, offset = page_bounds(limit, offset)
     q = select(AuditEntry)

@@ -5,19 +5,20 @@ from __future__ import annotations
 import re
 import time
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import func, select
 
 from aar.server.artifacts import blob_path, store_stream
 from aar.server.auth import AnyUser
-from aar.server.deps import ctx, json_response, page_bounds
-from aar.server.errors import ApiError
+from aar.server.deps import Filter, Limit, Offset, ctx, json_response, page_bounds
+from aar.server.errors import ApiError, error_responses
 from aar.server.models import Agent, Artifact
 from aar.server.schemas import ArtifactInfo, Page
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
-SHA = re.compile(r"^[0-9a-f]{64}$")
+SHA_PATTERN = r"^[0-9a-f]{64}$"
+SHA = re.compile(SHA_PATTERN)
 NAME = r"^[A-Za-z0-9_.+-]{1,200}$"
 KIND = r"^[a-z0-9_-]{1,32}$"
 
@@ -56,7 +57,7 @@ async def upload(
     who: AnyUser,
     name: str = Query("artifact.bin", pattern=NAME),
     kind: str = Query("code", pattern=KIND),
-    sha256: str | None = Query(None),
+    sha256: str | None = Query(None, pattern=SHA_PATTERN, description="Expected sha256 of the body."),
 ):
     """Store the raw request body; idempotent (an existing blob keeps its first owner). 201 or 200."""
     c = ctx(request)
@@ -95,10 +96,10 @@ def _owner(s, owner_id: int | None) -> str:
 def list_artifacts(
     request: Request,
     _: AnyUser,
-    owner: str | None = None,
-    kind: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
+    owner: Filter = None,
+    kind: Filter = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ):
     """Stored artifacts, newest first; filter by owner name and kind."""
     limit, offset = page_bounds(limit, offset)
@@ -123,8 +124,8 @@ def list_artifacts(
     )
 
 
-@router.get("/{sha256}", response_model=ArtifactInfo)
-def metadata(sha256: str, request: Request, _: AnyUser):
+@router.get("/{sha256}", response_model=ArtifactInfo, responses=error_responses(404))
+def metadata(request: Request, _: AnyUser, sha256: str = Path(pattern=SHA_PATTERN)):
     """Metadata of one artifact."""
     with ctx(request).db.read() as s:
         row = s.get(Artifact, _sha(sha256))
@@ -136,9 +137,9 @@ def metadata(sha256: str, request: Request, _: AnyUser):
 @router.get(
     "/{sha256}/content",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(404)},
 )
-def download(sha256: str, request: Request, _: AnyUser):
+def download(request: Request, _: AnyUser, sha256: str = Path(pattern=SHA_PATTERN)):
     """The artifact's bytes (always as an attachment, never rendered)."""
     c = ctx(request)
     with c.db.read() as s:

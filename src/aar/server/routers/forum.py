@@ -14,8 +14,18 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from aar.server.auth import AnyUser, Principal
-from aar.server.deps import PathId, body_doc, ctx, json_body, json_response, page_bounds
-from aar.server.errors import ApiError
+from aar.server.deps import (
+    Filter,
+    Limit,
+    Offset,
+    PathId,
+    body_doc,
+    ctx,
+    json_body,
+    json_response,
+    page_bounds,
+)
+from aar.server.errors import ApiError, error_responses
 from aar.server.models import Agent, Artifact, Post, PostTag, Submission
 from aar.server.schemas import Page, PostIn, PostView, ReplyIn, Thread
 
@@ -61,7 +71,13 @@ def _author_id(who: Principal) -> int | None:
     return who.agent_id
 
 
-@router.post("/posts", status_code=201, response_model=PostView, openapi_extra=body_doc(PostIn))
+@router.post(
+    "/posts",
+    status_code=201,
+    response_model=PostView,
+    openapi_extra=body_doc(PostIn),
+    responses=error_responses(404),
+)
 async def create_post(request: Request, who: AnyUser):
     """Create a post."""
     body = await json_body(request, PostIn)
@@ -87,7 +103,11 @@ async def create_post(request: Request, who: AnyUser):
 
 
 @router.post(
-    "/posts/{post_id}/replies", status_code=201, response_model=PostView, openapi_extra=body_doc(ReplyIn)
+    "/posts/{post_id}/replies",
+    status_code=201,
+    response_model=PostView,
+    openapi_extra=body_doc(ReplyIn),
+    responses=error_responses(404),
 )
 async def reply(post_id: PathId, request: Request, who: AnyUser):
     """Reply to a top-level post."""
@@ -126,11 +146,11 @@ def _names(s: Session, ids: set[int | None]) -> dict[int | None, str]:
 def list_posts(
     request: Request,
     _: AnyUser,
-    q: str | None = None,
-    tag: str | None = None,
-    author: str | None = None,
-    limit: int = 20,
-    offset: int = 0,
+    q: Filter = None,
+    tag: Filter = None,
+    author: Filter = None,
+    limit: Limit = 20,
+    offset: Offset = 0,
 ):
     """Top-level posts, newest first; filter by text (title or body), tag and author name."""
     limit, offset = page_bounds(limit, offset)
@@ -171,7 +191,7 @@ def list_posts(
     )
 
 
-@router.get("/posts/{post_id}", response_model=Thread)
+@router.get("/posts/{post_id}", response_model=Thread, responses=error_responses(404))
 def get_thread(post_id: PathId, request: Request, _: AnyUser):
     """A post and its replies."""
     with ctx(request).db.read() as s:

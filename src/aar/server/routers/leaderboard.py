@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from aar.server.auth import AdminUser, AnyUser
 from aar.server.boards import admin_board, public_rows
-from aar.server.deps import ctx, json_response
-from aar.server.errors import ApiError
+from aar.server.deps import Filter, ctx, json_response
+from aar.server.errors import ApiError, error_responses
 from aar.server.models import Testbed
 from aar.server.routers.admin import testbed_admin_info
 from aar.server.schemas import AdminTestbedBoard, Leaderboard
@@ -17,14 +17,16 @@ router = APIRouter(tags=["leaderboard"])
 
 
 @router.get("/v1/leaderboard", response_model=Leaderboard)
-def leaderboard(request: Request, _: AnyUser, testbed_id: str | None = None):
+def leaderboard(request: Request, _: AnyUser, testbed_id: Filter = None):
     """Per agent and testbed: the Ladder-released figure and the method and code behind it."""
     with ctx(request).db.read() as s:
         return json_response(Leaderboard(rows=public_rows(s, testbed_id)))
 
 
-@router.get("/v1/admin/leaderboard", response_model=list[AdminTestbedBoard])
-def admin_leaderboard(request: Request, _: AdminUser, testbed_id: str | None = None):
+@router.get(
+    "/v1/admin/leaderboard", response_model=list[AdminTestbedBoard], responses=error_responses(403, 404)
+)
+def admin_leaderboard(request: Request, _: AdminUser, testbed_id: Filter = None):
     """Per testbed: agents ranked by private PGR, methods, and shipped baselines, with CIs."""
     c = ctx(request)
     with c.db.read() as s:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from sqlalchemy import select
 
 from aar.server.auth import AnyUser
 from aar.server.deps import ctx, json_response
-from aar.server.errors import ApiError
+from aar.server.errors import ApiError, error_responses
 from aar.server.models import Testbed
 from aar.server.schemas import TestbedInfo
 
@@ -26,8 +26,8 @@ def list_testbeds(request: Request, _: AnyUser):
         return json_response([testbed_info(t) for t in s.scalars(select(Testbed).order_by(Testbed.id))])
 
 
-@router.get("/{testbed_id}", response_model=TestbedInfo)
-def get_testbed(testbed_id: str, request: Request, _: AnyUser):
+@router.get("/{testbed_id}", response_model=TestbedInfo, responses=error_responses(404))
+def get_testbed(request: Request, _: AnyUser, testbed_id: str = Path(max_length=64)):
     """One testbed."""
     with ctx(request).db.read() as s:
         t = s.get(Testbed, testbed_id)
