@@ -130,6 +130,18 @@ def _data_dir(data_dir: str | None):
     return Path(data_dir) if data_dir else default_data_dir()
 
 
+def _server_settings(**values):
+    """Server settings from the command's options, or a one-line error (no traceback, no secrets)."""
+    from pydantic import ValidationError
+
+    from aar.server.config import Settings, settings_problem
+
+    try:
+        return Settings(**values)
+    except ValidationError as e:
+        _fail(f"invalid server settings: {settings_problem(e)}")
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="TCP host to listen on."),
@@ -151,7 +163,6 @@ def serve(
 
     import uvicorn
 
-    from aar.server.config import Settings
     from aar.server.db import migrate
     from aar.server.ops import admin_token as resolve_token
     from aar.server.vault import halves_key
@@ -162,7 +173,7 @@ def serve(
     token, generated = resolve_token(ddir, admin_token)
     if generated:
         typer.echo(f"admin token (shown once, stored in {ddir / 'admin_token'}): {token}")
-    settings = Settings(
+    settings = _server_settings(
         data_dir=ddir,
         db_url=db_url,
         admin_token=token,
@@ -176,7 +187,10 @@ def serve(
     halves_key(ddir)  # the halves secret exists before any worker starts
     listen = {"uds": uds} if uds else {"host": host, "port": port}
     if workers > 1:
+        from aar.server.app import PARENT_PID_ENV
+
         os.environ.update(settings.to_env())
+        os.environ[PARENT_PID_ENV] = str(os.getpid())  # workers end when this process does
         uvicorn.run(
             "aar.server.app:app_from_env", factory=True, workers=workers, log_level="warning", **listen
         )

@@ -18,8 +18,18 @@ from starlette.concurrency import run_in_threadpool
 
 from aar.server.audit import SQL_AUDIT, audit_values
 from aar.server.auth import AgentUser, AnyUser, Principal, require_agent
-from aar.server.deps import PathId, body_doc, ctx, json_body, json_response, page_bounds
-from aar.server.errors import ApiError
+from aar.server.deps import (
+    Filter,
+    Limit,
+    Offset,
+    PathId,
+    body_doc,
+    ctx,
+    json_body,
+    json_response,
+    page_bounds,
+)
+from aar.server.errors import ApiError, error_responses
 from aar.server.models import Agent, Artifact, Ladder, Submission
 from aar.server.routers.meta import limits_of
 from aar.server.schemas import (
@@ -98,9 +108,8 @@ def _record(
         if agent.revoked_at is not None:
             raise ApiError(401, "revoked_token", "this token has been revoked")
         limits = limits_of(c.settings, agent)
-        used, oldest = 0, None
-        if limits.per_hour is not None:
-            used, oldest = run(db.sql(SQL_WINDOW), {"agent_id": agent.id, "since": now - HOUR}).one()
+        # counted also when the hourly budget is unlimited: the receipt reports usage either way
+        used, oldest = run(db.sql(SQL_WINDOW), {"agent_id": agent.id, "since": now - HOUR}).one()
         status = BudgetStatus(
             per_hour=limits.per_hour,
             total=limits.total,
@@ -169,7 +178,13 @@ def _record(
     )
 
 
-@router.post("", status_code=201, response_model=SubmissionReceipt, openapi_extra=body_doc(SubmissionIn))
+@router.post(
+    "",
+    status_code=201,
+    response_model=SubmissionReceipt,
+    openapi_extra=body_doc(SubmissionIn),
+    responses=error_responses(403, 404, 429),
+)
 async def submit(request: Request):
     """Score a prediction set on the test split; returns only the Ladder-released public figure."""
     who = require_agent(request)
@@ -213,9 +228,9 @@ VIEW_COLS = (
 )
 
 
-@router.get("", response_model=Page[SubmissionView])
+@router.get("", response_model=Page[SubmissionView], responses=error_responses(403))
 def my_submissions(
-    request: Request, who: AgentUser, testbed_id: str | None = None, limit: int = 50, offset: int = 0
+    request: Request, who: AgentUser, testbed_id: Filter = None, limit: Limit = 50, offset: Offset = 0
 ):
     """The caller's own submissions, newest first."""
     limit, offset = page_bounds(limit, offset)
@@ -240,7 +255,7 @@ def my_submissions(
     )
 
 
-@router.get("/{submission_id}", response_model=SubmissionView)
+@router.get("/{submission_id}", response_model=SubmissionView, responses=error_responses(404))
 def get_submission(submission_id: PathId, request: Request, who: AnyUser):
     """One submission: its released figure, method, description and code (any caller)."""
     with ctx(request).db.read() as s:
