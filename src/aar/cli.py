@@ -422,6 +422,7 @@ def campaign(
         "over the same method space) or tuned (the shipped baselines tuned on the public figure).",
     ),
     report: bool = typer.Option(True, help="Write the report at the end."),
+    audit: bool = typer.Option(True, help="Audit the entries at the end (aar audit DIR)."),
 ) -> None:
     """Run automated researchers in parallel on a testbed, scored by a server; resumable; reported."""
     from aar.campaign.orchestrator import CampaignOptions, run_campaign
@@ -448,7 +449,7 @@ def campaign(
         except ValueError as e:
             _fail(str(e))
     try:
-        run_campaign(None if resume else opts, resume=resume, report=report)
+        run_campaign(None if resume else opts, resume=resume, report=report, audit=audit)
     except (SandboxUnavailable, FileExistsError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -516,6 +517,63 @@ def report_cmd(dirs: list[str] = typer.Argument(..., help="Campaign directories.
             f"{r['best_baseline_private_pgr']}; "
             f"{r['submissions']} submissions, {r['agent_hours']} agent-hours"
         )
+
+
+@app.command("audit")
+def audit_cmd(
+    dir: str | None = typer.Argument(None, help="Campaign directory (or use --server)."),
+    server: str | None = typer.Option(None, help="Audit a bare server: http://host:port or unix:/path."),
+    admin_token: str | None = typer.Option(None, envvar="AAR_ADMIN_TOKEN", help="Admin token of --server."),
+    testbed: str | None = typer.Option(None, help="With --server: the testbed to audit (a built-in name)."),
+    out: str | None = typer.Option(None, help="With --server: folder for views, code, audit files."),
+    view: str | None = typer.Option(None, help="With --server: the agents' public view."),
+    top: int = typer.Option(5, min=0, help="Also audit the top K submissions by private PGR."),
+    seeds: int = typer.Option(3, min=1, max=20, help="Hidden seeds each audited method is re-run at."),
+    jobs: int = typer.Option(0, min=0, help="Sandboxed runs in parallel (0: one per CPU core)."),
+    timeout: float = typer.Option(600.0, min=10.0, help="Seconds one audit run may take."),
+    generalise: str | None = typer.Option(
+        None, "--generalise", help="Re-run the top audited methods on these built-in testbeds (comma list)."
+    ),
+    force: bool = typer.Option(False, help="Audit again what this audit configuration already audited."),
+    unsafe_no_sandbox: bool = typer.Option(
+        False, "--unsafe-no-sandbox", help="Run the audit's re-runs WITHOUT bubblewrap isolation."
+    ),
+) -> None:
+    """Re-run the code behind the entries, the top submissions and flagged ones in fresh sandboxes
+    (reproduction, hidden seeds, strong-model and teacher ablations, static scan); store verdicts."""
+    from pathlib import Path
+
+    from aar.audit.config import AuditConfig
+    from aar.audit.core import audit_campaign, audit_testbed
+    from aar.sandbox import SandboxUnavailable
+
+    cfg = AuditConfig(seeds=seeds, top=top, jobs=jobs, timeout_s=timeout, allow_unsafe=unsafe_no_sandbox)
+    gen = [g.strip() for g in generalise.split(",") if g.strip()] if generalise else None
+    try:
+        if server:
+            if not (admin_token and testbed):
+                _fail("--server needs --admin-token (or AAR_ADMIN_TOKEN) and --testbed")
+            from aar.campaign.server import attached_admin
+
+            folder = Path(out or Path("audits") / testbed)
+            with attached_admin(server, admin_token) as admin:
+                audits = audit_testbed(admin, testbed, folder, cfg, agent_view=Path(view) if view else None,
+                                       force=force)
+            if gen:
+                from aar.audit.generalise import generalise as run_generalise
+
+                run_generalise(audits, gen, folder, cfg)
+        elif dir:
+            audits = audit_campaign(dir, cfg, force=force, generalise=gen)
+        else:
+            _fail("give a campaign directory or --server")
+    except (SandboxUnavailable, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    counts: dict[str, int] = {}
+    for a in audits:
+        counts[a["verdict"]] = counts.get(a["verdict"], 0) + 1
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    typer.echo(f"audited {len(audits)} submissions: {summary}")
 
 
 if __name__ == "__main__":

@@ -269,3 +269,48 @@ def _run_all(jobs: list[tuple[_Plan, str]], work: Path, cfg: AuditConfig, progre
                     bar.advance(task)
     finally:
         block.release()
+
+
+def audit_campaign(
+    directory: str | Path,
+    cfg: AuditConfig | None = None,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    generalise: list[str] | None = None,
+    say: Callable[[str], None] = print,
+    admin: Client | None = None,
+    write_report: bool = True,
+) -> list[dict]:
+    """``aar audit DIR``: audit a campaign's submissions (starting its local server if needed), store
+    the audits, optionally re-run the top audited methods on other testbeds, and rewrite the report."""
+    from aar.campaign.report import _NoLaunch
+    from aar.campaign.report import write_report as write
+    from aar.campaign.state import CampaignState
+
+    state = CampaignState.load(directory)
+    cfg = cfg or AuditConfig(timeout_s=max(600.0, float(state.options.get("experiment_timeout_s") or 0) * 2))
+    cfg.allow_unsafe = cfg.allow_unsafe or bool(state.options.get("unsafe_no_sandbox"))
+    camp = None
+    if admin is None:
+        from aar.campaign.orchestrator import Campaign
+
+        camp = Campaign(state, launcher=_NoLaunch(), say=lambda _m: None)
+    try:
+        ctx = camp._connect() if camp is not None else contextlib.nullcontext(admin)
+        with ctx as client:
+            audits = audit_testbed(
+                client, state.testbed, Path(state.dir) / "audit", cfg,
+                testbed_name=state.options.get("testbed"), agent_view=Path(state.options["view"]),
+                agents={a.name for a in state.agents}, force=force, progress=progress, say=say,
+            )
+            if generalise:
+                from aar.audit.generalise import generalise as run_generalise
+
+                run_generalise(audits, generalise, Path(state.dir) / "audit", cfg, progress=progress, say=say)
+            if write_report:
+                write(state, client)
+    finally:
+        if camp is not None:
+            camp.close()
+    return audits

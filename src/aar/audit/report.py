@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from aar.audit.store import read_local, stored_audits
@@ -77,6 +78,8 @@ def augment(data: dict, directory: Path, admin: Client | None) -> dict:
     """Add the audit to the report's data: ``entries`` (every audited submission), each agent's
     ``audit``, the audited ranking and the headline. Without audits the data is left as it was."""
     audits = load(directory, admin, data["testbed"])
+    gen = Path(directory) / "audit" / "generalisation.json"
+    data["generalisation"] = json.loads(gen.read_text()) if gen.exists() else None
     if not audits:
         data["audit"] = None
         return data
@@ -197,7 +200,30 @@ def section(data: dict) -> list[str]:
         lines += [f"- scan: `{f['file']}:{f['line']}` {f['rule']} `{f['what']}` ({f['why']})"
                   for f in e["scan"][:20]]
         lines.append("")
-    return lines
+    return lines + generalisation_lines(data.get("generalisation"))
+
+
+def generalisation_lines(table: dict | None) -> list[str]:
+    """The method x testbed table of PGR with CIs (``aar audit DIR --generalise ...``)."""
+    if not table:
+        return []
+    names = table["testbeds"]
+    lines = [
+        "## Generalisation (audited methods on other testbeds)",
+        "",
+        f"Same code and knobs, re-run in sandboxes at hidden seeds {table['seeds']}; {table['method']}.",
+        "",
+        "| method | agent | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for r in table["rows"]:
+        cells = []
+        for n in names:
+            x = r["results"].get(n) or {}
+            cells.append(ci_text(x) if "mean" in x else f"error: {str(x.get('error'))[:60]}")
+        sid = f" (#{r['submission_id']})" if r.get("submission_id") else ""
+        lines.append(f"| {r['method']}{sid} | {r['agent']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _rel(path: str, base: str | None) -> str:

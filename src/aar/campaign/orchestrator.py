@@ -455,8 +455,10 @@ def run_campaign(
     launcher: Launcher | None = None,
     progress: Progress | None = None,
     say: Callable[[str], None] = print,
+    audit: bool = True,
 ) -> CampaignState:
-    """Create (or resume) a campaign, run it to the end, and write its report."""
+    """Create (or resume) a campaign, run it to the end, audit its entries (unless ``audit`` is off)
+    and write its report."""
     if resume:
         state, server = CampaignState.load(resume), None
         say(f"resuming {state.dir}: {state.agent_seconds() / 3600:.3f} agent-hours so far")
@@ -469,6 +471,13 @@ def run_campaign(
             from aar.campaign.report import write_report
 
             with camp._connect() as admin:
+                if audit:  # re-run the entries' code in fresh sandboxes (aar.audit); never fails the campaign
+                    from aar.audit.core import audit_campaign
+
+                    try:
+                        audit_campaign(state.dir, admin=admin, say=say, write_report=False)
+                    except Exception as e:  # the report then says the audit is missing
+                        say(f"audit failed: {type(e).__name__}: {e}")
                 out = write_report(state, admin)
             say(f"report: {out}")
             say(summary_line(state))
