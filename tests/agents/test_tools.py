@@ -68,7 +68,10 @@ def test_tools_end_to_end(env):
     assert d["n_examples"] == 400 and d["n_seeds"] == 2
     for k in ("agreement_with_teacher", "label_balance", "seed_agreement", "agreement_with_prior"):
         assert 0.0 <= d[k] <= 1.0
-    assert abs(sum(d["confidence_histogram"]["share"]) - 1) < 1e-6 and len(d["seconds"]) == 2
+    share = d["confidence_histogram"]["share"]
+    # each share is rounded to 4 decimals on its own, so their sum is 1 within half a unit per bin
+    assert len(share) == 10 and all(0 <= s <= 1 for s in share) and len(d["seconds"]) == 2
+    assert abs(sum(share) - 1) <= len(share) * 0.5e-4 + 1e-12, share
 
     more = call_tool(env, "run_experiment", {"method": "vanilla", "seeds": [1], "with_run": run["run_id"]})
     assert more["diagnostics"]["seeds"] == [1, 0] and more["diagnostics"]["seed_agreement"] is not None

@@ -172,11 +172,22 @@ def test_retries_rate_limit_overload_truncation(proto, tmp_path):
         proto.text("done"),
     ]
     with f.ScriptedServer(proto.path, steps) as srv:
+        researcher = _researcher(proto, srv.url, box, tmp_path)
+        delays: list = []  # (Retry-After, chosen delay) of every retry, recorded as it is decided
+        decide = researcher._delay
+
+        def spy(attempt, after):
+            delays.append((after, decide(attempt, after)))
+            return delays[-1][1]
+
+        researcher._delay = spy
         t0 = time.monotonic()
-        summary = _researcher(proto, srv.url, box, tmp_path).run()
+        summary = researcher.run()
         took = time.monotonic() - t0
     assert summary.ok and summary.retries == 4 and summary.calls == 2, summary
-    assert 1.0 <= took < 10, took  # Retry-After: 1 was honoured, backoff otherwise short
+    assert len(delays) == 4 and delays[0][0] == 1.0 and 1.0 <= delays[0][1] <= 1.1  # Retry-After: 1 honoured
+    assert all(after is None and delay < 0.1 for after, delay in delays[1:])  # backoff otherwise short
+    assert took >= 1.0  # the wait really happened
     calls = [json.loads(x) for x in (tmp_path / "llm" / "calls.jsonl").read_text().splitlines()]
     assert calls[0]["attempts"] == 5 and calls[0]["ok"]
 

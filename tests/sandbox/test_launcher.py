@@ -92,9 +92,9 @@ def test_wall_clock_kills_whole_tree_including_daemons(host: Host):
     events: list = []
     res = run_sandboxed([sys.executable, "-S", "-c", code], host.spec(limits), audit=events.append)
     assert res.killed_reason == "wall" and not res.ok
-    assert 1 <= res.wall_seconds < 5
-    assert "wall" in res.tool_error()
+    assert res.wall_seconds >= 1 and "wall" in res.tool_error()
     assert [e["event"] for e in events] == ["sandbox.start", "sandbox.limit", "sandbox.exit"]
+    assert events[1]["reason"] == "wall" and events[1]["value"] >= events[1]["limit"] == 1
     deadline = time.monotonic() + 3
     while _tasks_of(UID_A) - before and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -32,7 +32,13 @@ def test_posts_replies_search_and_pagination(harness):
     page2 = b.posts(author=a_name, limit=1, offset=page1.next_offset)
     assert page1.total == 2 and page2.next_offset is None
     assert page1.items[0].id == p2.id and page2.items[0].id == p1.id
-    assert b.posts(q="%").total >= 0  # LIKE wildcards are escaped, not an error
+    # LIKE wildcards in a query are literal characters: '%' matches a percent sign, not anything
+    literal = a.post(f"{word} 100% sure", "b")
+    a.post(f"{word} 100 percent", "b")
+    assert {p.id for p in b.posts(q=f"{word} 100%").items} == {literal.id}
+    assert {p.id for p in b.posts(q=f"{word}_100").items} == set()  # '_' is literal too
+    pct = b.posts(q="%", limit=100)
+    assert pct.total >= 1 and all("%" in p.title + p.body for p in pct.items)
 
 
 def test_untrusted_bodies_are_stored_verbatim_and_rendered_safely(harness):
