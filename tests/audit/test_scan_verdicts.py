@@ -87,7 +87,8 @@ def test_computed_answers_are_disqualified_by_the_strong_ablation():
 def test_edited_predictions_are_not_reproduced():
     v, reasons = decide(_checks(reproduction={"ok": False, "agreement": 0.71}), CFG)
     assert v == DISQUALIFIED and reasons[0].startswith("not reproduced") and "0.710" in reasons[0]
-    v, reasons = decide({"reproduction": {"ok": False, "agreement": None, "error": "no experiment.json"}}, CFG)
+    missing = {"ok": False, "agreement": None, "error": "no experiment.json"}
+    v, reasons = decide({"reproduction": missing}, CFG)
     assert v == DISQUALIFIED and "no experiment.json" in reasons[0]
 
 

@@ -1,0 +1,19 @@
+"""Fixtures for audit tests: a shared AAR_HOME with math-tiny built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def aar_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.getbasetemp() / "aar_home_audit"
+    home.mkdir(exist_ok=True)
+    os.environ["AAR_HOME"] = str(home)
+    from aar.w2s.testbeds.registry import load_testbed
+
+    load_testbed("math-tiny", home)
+    return home
