@@ -14,7 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-SPLITS = ("train_label", "train_unlabel", "dev", "test")
+SPLITS = ("train_label", "train_unlabel", "dev", "test", "final")
+# ``final`` is never scored during a campaign (audits and headlines only) and never in a public view;
+# datasets written before it existed, and public views, simply have it empty.
+OPTIONAL_SPLITS = ("final",)
 
 
 @dataclass(frozen=True)
@@ -68,12 +71,21 @@ def labels_of(examples: Sequence[Example]) -> list[int]:
 
 @dataclass
 class Dataset:
-    """A testbed's four splits. ``test`` is further split into public/private halves server-side."""
+    """A testbed's splits (:data:`SPLITS`).
+
+    ``test`` is further split into public/private halves server-side; ``final`` (empty where a
+    testbed has none) is held back from campaigns altogether.
+    """
 
     name: str
     splits: dict[str, list[Example]]
 
     def __post_init__(self) -> None:
+        for s in OPTIONAL_SPLITS:
+            self.splits.setdefault(s, [])
+        unknown = [s for s in self.splits if s not in SPLITS]
+        if unknown:
+            raise ValueError(f"dataset {self.name}: unknown splits {unknown}; expected {SPLITS}")
         missing = [s for s in SPLITS if s not in self.splits]
         if missing:
             raise ValueError(f"dataset {self.name}: missing splits {missing}")
@@ -95,10 +107,10 @@ class Dataset:
         return [ex.unlabeled() for ex in self.splits[split]]
 
     def save(self, path: Path) -> None:
-        """Write as JSON atomically."""
+        """Write as JSON atomically (an empty optional split is left out, e.g. in public views)."""
+        kept = {s: xs for s, xs in self.splits.items() if xs or s not in OPTIONAL_SPLITS}
         write_json_atomic(
-            path,
-            {"name": self.name, "splits": {s: [e.to_json() for e in xs] for s, xs in self.splits.items()}},
+            path, {"name": self.name, "splits": {s: [e.to_json() for e in xs] for s, xs in kept.items()}}
         )
 
     @classmethod

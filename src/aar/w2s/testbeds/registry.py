@@ -24,8 +24,11 @@ from aar.w2s.train import TrainConfig
 if TYPE_CHECKING:
     from aar.w2s.testbeds.imported import ImportedTestbed
 
-_FULL = {"train_label": 500, "train_unlabel": 3000, "dev": 500, "test": 2000}
-_TINY = {"train_label": 150, "train_unlabel": 600, "dev": 100, "test": 300}
+# test and final are drawn from what the corpus and the public splits leave of each world's problems
+# (math 2,098, code 2,481, chat 366 creatures x 6): final gets 1,000 and test the rest, since the
+# pools cannot give 2,000 + 1,000 (test was 2,000 / 2,000 / 1,600 before the final split existed).
+_PUBLIC = {"train_label": 500, "train_unlabel": 3000, "dev": 500}
+_TINY = {"train_label": 150, "train_unlabel": 600, "dev": 100, "test": 300, "final": 200}
 
 TESTBEDS: dict[str, TestbedSpec] = {
     "math": TestbedSpec(
@@ -33,7 +36,7 @@ TESTBEDS: dict[str, TestbedSpec] = {
         world="math",
         strong=ModelSpec(n_layer=4, d_model=64, n_head=4, steps=2000),
         weak=ModelSpec(n_layer=1, d_model=32, n_head=2, steps=300),
-        sizes=_FULL,
+        sizes={**_PUBLIC, "test": 1098, "final": 1000},
         corpus_error_rate=0.5,
         judgment_error_share=0.6,
         pretrain_share=0.5,
@@ -44,7 +47,7 @@ TESTBEDS: dict[str, TestbedSpec] = {
         world="code",
         strong=ModelSpec(n_layer=4, d_model=64, n_head=4, steps=2500),
         weak=ModelSpec(n_layer=1, d_model=32, n_head=2, steps=300),
-        sizes=_FULL,
+        sizes={**_PUBLIC, "test": 1480, "final": 1000},
         corpus_error_rate=0.6,
         judgment_error_share=0.6,
         pretrain_share=0.7,
@@ -56,7 +59,7 @@ TESTBEDS: dict[str, TestbedSpec] = {
         world="chat",
         strong=ModelSpec(n_layer=4, d_model=64, n_head=4, steps=2500),
         weak=ModelSpec(n_layer=1, d_model=32, n_head=2, steps=400),
-        sizes={"train_label": 400, "train_unlabel": 2400, "dev": 400, "test": 1600},
+        sizes={"train_label": 400, "train_unlabel": 2400, "dev": 400, "test": 1194, "final": 1000},
         corpus_error_rate=0.6,
         judgment_error_share=1.0,
         pretrain_share=1.0,
@@ -72,7 +75,8 @@ for _name in ("math", "code", "chat"):
         name=f"{_name}-tiny",
         strong=ModelSpec(n_layer=2, d_model=48, n_head=2, steps=800),
         weak=ModelSpec(n_layer=1, d_model=16, n_head=2, steps=20),
-        sizes=_TINY,
+        # chat-tiny's 200 creatures leave 58 (348 judgments) for test and final
+        sizes=_TINY if _name != "chat" else {**_TINY, "test": 204, "final": 144},
         world_kwargs={"chat": {"n_creatures": 200}}.get(_name, {}),
         strong_train=TrainConfig(epochs=2, lr=1e-3),
         description=f"Tiny, uncalibrated {_name} testbed for tests and smoke runs.",

@@ -36,7 +36,7 @@ class TestbedSpec:
     world: str
     strong: ModelSpec
     weak: ModelSpec
-    sizes: dict[str, int]
+    sizes: dict[str, int]  # per split; test and final are drawn under the build's secret salt
     corpus_error_rate: float  # share of pretraining lines carrying the popular error, where it applies
     judgment_error_share: float  # share of negative judgments that use the popular error
     pretrain_share: float = 0.6  # share of problems rendered into the corpus (1.0: all, a knowledge domain)
