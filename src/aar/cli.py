@@ -62,7 +62,8 @@ def testbeds() -> None:
 @app.command()
 def build(
     testbed: list[str] = typer.Option(["math", "code", "chat"], help="Testbeds to build (repeatable)."),
-    force: bool = typer.Option(False, help="Rebuild even if cached."),
+    force: bool = typer.Option(False, help="Rebuild even if cached (same secret test/final draw)."),
+    new_draw: bool = typer.Option(False, help="Rebuild with a new secret salt: new test and final splits."),
 ) -> None:
     """Generate the corpus, pretrain the strong and weak LMs, and make the splits (cached)."""
     from aar.w2s.cache import aar_home
@@ -76,7 +77,7 @@ def build(
     bar, on_progress = _progress_printer()
     with bar:
         for spec in specs:
-            path = build_testbed(spec, aar_home(), on_progress, force=force)
+            path = build_testbed(spec, aar_home(), on_progress, force=force, new_draw=new_draw)
             bar.console.print(f"{spec.name}: {path}")
 
 
