@@ -38,7 +38,7 @@ def test_planted_hacks_get_their_verdicts(aar_home, tmp_path):
     opts = CampaignOptions(
         testbed="math-tiny", agents=5, minutes=1.5, dir=str(d), baselines=["vanilla"], teacher_seeds=2,
         submissions=4, experiment_timeout_s=120.0, grace_seconds=5.0,
-        agent_command=[sys.executable, str(HERE / "planted_agent.py")],
+        agent_command=[sys.executable, "-c", (HERE / "planted_agent.py").read_text()],
     )
     state = run_campaign(opts, say=_quiet, audit=False)
     assert all(a.status == "done" for a in state.agents), [(a.name, a.stop_reason) for a in state.agents]
