@@ -24,7 +24,9 @@ from aar.server.schemas import (
     AgentCreated,
     AgentInfo,
     ArtifactInfo,
+    AuditRecord,
     AuditView,
+    EvaluateOut,
     Leaderboard,
     Me,
     Page,
@@ -321,9 +323,15 @@ class Client:
         return self._get(list[AdminTestbedBoard], "/v1/admin/leaderboard", testbed_id=testbed_id)
 
     def admin_submissions(
-        self, agent: str | None = None, testbed_id: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        agent: str | None = None,
+        testbed_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        flagged: bool | None = None,
     ) -> Page[SubmissionAdminView]:
-        """All submissions with private figures (admin)."""
+        """All submissions with private figures and scoring-time flags (admin); ``flagged=True``: only
+        flagged ones."""
         return self._get(
             Page[SubmissionAdminView],
             "/v1/admin/submissions",
@@ -331,6 +339,44 @@ class Client:
             testbed_id=testbed_id,
             limit=limit,
             offset=offset,
+            flagged=None if flagged is None else str(flagged).lower(),
+        )
+
+    def admin_evaluate(
+        self, testbed_id: str, runs: list[Mapping[str, float]], compare_to: str | None = None
+    ) -> EvaluateOut:
+        """Score 1-20 runs (each {id: p} over every test id and every final id) on the public and
+        private halves and the final split, with PGR intervals and an optional paired comparison
+        against a reference or ``"best_baseline"`` (admin; nothing is stored)."""
+        body = {"testbed_id": testbed_id, "runs": [dict(r) for r in runs], "compare_to": compare_to}
+        return self._post(EvaluateOut, "/v1/admin/evaluate", body)
+
+    def admin_predictions(self, submission_id: int) -> dict[str, float]:
+        """A submission's stored predictions, ``{test id: P(label=1)}`` (admin)."""
+        return self._get(dict[str, float], f"/v1/admin/submissions/{submission_id}/predictions")
+
+    def record_audit(
+        self,
+        submission_id: int,
+        verdict: str,
+        reasons: list[str] | None = None,
+        figures: Mapping[str, Any] | None = None,
+        checks: Mapping[str, Any] | None = None,
+    ) -> AuditRecord:
+        """Store an audit verdict ("ok", "flagged" or "disqualified") on a submission (admin)."""
+        body = {
+            "submission_id": submission_id,
+            "verdict": verdict,
+            "reasons": list(reasons or []),
+            "figures": dict(figures or {}),
+            "checks": dict(checks or {}),
+        }
+        return self._post(AuditRecord, "/v1/admin/audits", body)
+
+    def audits(self, testbed_id: str | None = None, submission_id: int | None = None) -> list[AuditRecord]:
+        """Stored audits, oldest first (the latest per submission is last) (admin)."""
+        return self._get(
+            list[AuditRecord], "/v1/admin/audits", testbed_id=testbed_id, submission_id=submission_id
         )
 
     def audit_log(self, actor: str | None = None, limit: int = 100, offset: int = 0) -> Page[AuditView]:

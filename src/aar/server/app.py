@@ -138,7 +138,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for ``settings`` (migrating the database first when ``auto_migrate``)."""
-    from aar.server.routers import admin, artifacts, forum, leaderboard, meta, submissions, testbeds
+    from aar.server.routers import admin, artifacts, audits, forum, leaderboard, meta, submissions, testbeds
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     vault_dir(settings.data_dir)
@@ -160,7 +160,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.ctx = AppContext(settings, db, VaultCache(db, settings.data_dir))
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     _install_error_handlers(app)
-    for module in (meta, admin, testbeds, submissions, leaderboard, forum, artifacts):
+    for module in (meta, admin, audits, testbeds, submissions, leaderboard, forum, artifacts):
         app.include_router(module.router)
     app.add_middleware(
         AuditMiddleware, db=db, max_json=settings.max_json_bytes, max_artifact=settings.max_artifact_bytes

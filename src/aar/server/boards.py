@@ -2,9 +2,12 @@
 
 Public board: per agent and testbed, the Ladder-released figure and the method and code behind it.
 Admin board: the same entries with exact public and private PGR (95% bootstrap CIs over the half's
-examples), per-method aggregates over submissions, and the shipped baselines' PGR over seeds. An
-agent's final entry is the submission behind its Ladder best (selected on the public half only),
-scored on the private half.
+examples), their scoring-time flags and latest audit verdict, per-method aggregates over
+submissions, and the shipped baselines' PGR over seeds. An agent's final entry is the submission
+behind its Ladder best (selected on the public half only), scored on the private half. An entry
+whose private PGR exceeds 1 always carries a flag: ``pgr_above_1`` (plus the stored
+``above_ceiling`` when the excess is significant). The best baseline is the shipped reference with
+the best PUBLIC PGR (chosen without looking at the private figures it is reported with).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from aar.server.models import Agent, Ladder, Submission, Testbed
+from aar.server.models import Agent, Audit, Ladder, Submission, Testbed
 from aar.server.schemas import (
     AdminTestbedBoard,
     AgentEntry,
@@ -123,6 +126,15 @@ def admin_board(s: Session, vault: VaultCache, t: Testbed, info: TestbedAdminInf
         for (agent, method), rows in groups.items()
     ]
     methods.sort(key=lambda m: -m.private_pgr.mean)
+    verdicts = {
+        sid: verdict
+        for sid, verdict in s.execute(
+            select(Audit.submission_id, Audit.verdict)
+            .join(Submission, Submission.id == Audit.submission_id)
+            .where(Submission.testbed_id == t.id)
+            .order_by(Audit.id)
+        )
+    }  # later audits overwrite earlier ones: the latest per submission
     agents = []
     for lad, sub, name in s.execute(
         select(Ladder, Submission, Agent.name)
@@ -131,6 +143,10 @@ def admin_board(s: Session, vault: VaultCache, t: Testbed, info: TestbedAdminInf
         .where(Ladder.testbed_id == t.id)
     ):
         probs = np.frombuffer(sub.predictions, dtype="<f8")
+        private_pgr = _example_pgr(arrays, probs, False)
+        flags = list(sub.flags or [])
+        if private_pgr.mean > 1.0:
+            flags.append("pgr_above_1")
         agents.append(
             AgentEntry(
                 agent=name,
@@ -139,14 +155,16 @@ def admin_board(s: Session, vault: VaultCache, t: Testbed, info: TestbedAdminInf
                 artifact_sha256=sub.artifact_sha256,
                 released_pgr=sub.released_pgr,
                 public_pgr=_example_pgr(arrays, probs, True),
-                private_pgr=_example_pgr(arrays, probs, False),
+                private_pgr=private_pgr,
                 n_submissions=per_agent.get(lad.agent_id, 0),
+                flags=flags,
+                audit_verdict=verdicts.get(sub.id),
             )
         )
     agents.sort(key=lambda a: -a.private_pgr.mean)
     refs = _references(arrays)
     shipped = [r for r in refs if r.name not in ("weak", "ceiling")]
-    best_ref = max(shipped, key=lambda r: r.private_pgr.mean, default=None)
+    best_ref = max(shipped, key=lambda r: r.public_pgr.mean, default=None)  # chosen on public figures
     return AdminTestbedBoard(
         testbed=info,
         references=refs,

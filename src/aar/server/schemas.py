@@ -5,11 +5,13 @@ Only pydantic is imported here, so the client stays light. Times are UTC epoch s
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, Literal, TypeVar
+import json
+import math
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from aar.textcheck import Line, Lines, Text
+from aar.textcheck import Line, Lines, Text, check_text
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -105,6 +107,10 @@ class TestbedAdminInfo(TestbedInfo):
     weak_private: float
     ceiling_public: float
     ceiling_private: float
+    n_final: int = 0  # the final split: scored only by the admin evaluate endpoint
+    weak_final: float | None = None
+    ceiling_final: float | None = None
+    teacher_on_test: bool = False  # protocol: methods saw the weak teacher's outputs on test inputs
     created: bool = False
 
 
@@ -163,6 +169,7 @@ class SubmissionAdminView(SubmissionView):
     private_accuracy: float
     public_pgr: float
     private_pgr: float
+    flags: list[str] = Field(default_factory=list)  # scoring-time: "above_ceiling", "near_constant"
 
 
 class LeaderboardRow(Out):
@@ -213,6 +220,9 @@ class AgentEntry(Out):
     public_pgr: EstimateOut
     private_pgr: EstimateOut
     n_submissions: int
+    # the submission's scoring-time flags, plus "pgr_above_1" whenever the private PGR exceeds 1
+    flags: list[str] = Field(default_factory=list)
+    audit_verdict: Literal["ok", "flagged", "disqualified"] | None = None  # the latest audit's
 
 
 class MethodEntry(Out):
@@ -304,3 +314,114 @@ class AuditView(Out):
     status: int
     outcome: str
     client: str
+
+
+class EvaluateIn(In):
+    """Runs of one method (e.g. one per seed) to score on every split (admin). Each run covers every
+    test id, plus every final id when the testbed has a final split."""
+
+    testbed_id: Name
+    runs: list[dict[Line, float]] = Field(min_length=1, max_length=20)
+    # a reference name of the bundle, "best_baseline" (the shipped reference with the best public
+    # PGR), or None for no comparison
+    compare_to: Name | None = None
+
+
+class PgrEstimateOut(Out):
+    """:class:`aar.w2s.metrics.PgrEstimate` on the wire."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    values: list[float]
+    se: float
+    n_seeds: int
+    n_examples: int
+    method: str
+
+
+class ComparisonOut(Out):
+    """:class:`aar.w2s.metrics.Comparison` on the wire, with the reference compared against."""
+
+    reference: str
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_greater: float
+    p_two_sided: float
+    paired_seeds: bool
+    n_examples: int
+    method: str
+
+
+class SplitEval(Out):
+    """The runs' figures on one split."""
+
+    n: int
+    accuracy: list[float]  # per run
+    pgr: PgrEstimateOut
+    majority_share: float  # mean over runs of the share of the most common predicted label
+    above_ceiling_p: float  # one-sided p-value that the runs' accuracy exceeds the ceiling's
+    compare: ComparisonOut | None = None
+
+
+class EvaluateOut(Out):
+    """Figures of evaluated runs on the public and private halves and on the final split (if any)."""
+
+    testbed_id: str
+    splits: dict[str, SplitEval | None]
+
+
+AUDIT_JSON_MAX = 256 * 1024
+AUDIT_JSON_DEPTH = 32
+
+
+def _check_json(value: object, depth: int = 0) -> None:
+    if depth > AUDIT_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {AUDIT_JSON_DEPTH} levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or infinity)")
+    if isinstance(value, str):
+        check_text(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            check_text(k)
+            _check_json(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_json(v, depth + 1)
+
+
+def _bounded_json(value: dict) -> dict:
+    _check_json(value)
+    size = len(json.dumps(value, ensure_ascii=False).encode())
+    if size > AUDIT_JSON_MAX:
+        raise ValueError(f"{size} bytes as JSON; at most {AUDIT_JSON_MAX}")
+    return value
+
+
+AuditJson = Annotated[dict[str, Any], AfterValidator(_bounded_json)]
+
+
+class AuditIn(In):
+    """An audit verdict on a submission, with the audited figures and per-check results (admin)."""
+
+    submission_id: Id
+    verdict: Literal["ok", "flagged", "disqualified"]
+    reasons: list[Annotated[Text, Field(max_length=500)]] = Field(default_factory=list, max_length=20)
+    figures: AuditJson = Field(default_factory=dict)  # at most 256 KB as JSON, finite numbers
+    checks: AuditJson = Field(default_factory=dict)
+
+
+class AuditRecord(Out):
+    """A stored audit verdict. Audits are append-only; the latest per submission is the one in force."""
+
+    id: int
+    submission_id: int
+    agent: str
+    testbed_id: str
+    verdict: str
+    reasons: list[str]
+    figures: dict[str, Any]
+    checks: dict[str, Any]
+    created_at: float

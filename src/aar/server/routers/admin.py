@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Path, Request
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 from starlette.concurrency import run_in_threadpool
 
 from aar.server import ops
@@ -64,6 +64,10 @@ def testbed_admin_info(t, created: bool = False) -> TestbedAdminInfo:
         weak_private=t.weak_private,
         ceiling_public=t.ceiling_public,
         ceiling_private=t.ceiling_private,
+        n_final=t.n_final,
+        weak_final=t.weak_final,
+        ceiling_final=t.ceiling_final,
+        teacher_on_test=t.teacher_on_test,
         created=created,
     )
 
@@ -86,6 +90,7 @@ def submission_admin_view(sub: Submission, agent: str) -> SubmissionAdminView:
         private_accuracy=sub.private_acc,
         public_pgr=sub.public_pgr,
         private_pgr=sub.private_pgr,
+        flags=list(sub.flags or []),
     )
 
 
@@ -146,16 +151,21 @@ def admin_submissions(
     _: AdminUser,
     agent: Filter = None,
     testbed_id: Filter = None,
+    flagged: bool | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ):
-    """Every submission with its public and private figures, newest first."""
+    """Every submission with its public and private figures and scoring-time flags, newest first;
+    ``flagged=true`` lists only flagged ones (``false``: only unflagged)."""
     limit, offset = page_bounds(limit, offset)
     q = select(Submission, Agent.name).join(Agent, Agent.id == Submission.agent_id)
     if agent is not None:
         q = q.where(Agent.name == agent)
     if testbed_id is not None:
         q = q.where(Submission.testbed_id == testbed_id)
+    if flagged is not None:
+        no_flags = cast(Submission.flags, String) == "[]"
+        q = q.where(~no_flags if flagged else no_flags)
     with ctx(request).db.read() as s:
         total = s.scalar(select(func.count()).select_from(q.subquery()))
         rows = s.execute(q.order_by(Submission.id.desc()).limit(limit).offset(offset)).all()
