@@ -48,20 +48,33 @@ def test_sandboxed_campaign_end_to_end(aar_home, tmp_path):
     if not check_bubblewrap(200_000).available:
         pytest.skip("bubblewrap sandboxes are not available here")
     d = tmp_path / "camp"
-    t0 = time.monotonic()
-    state = run_campaign(CampaignOptions(**small_options(d)), say=_quiet)
-    assert time.monotonic() - t0 < 150
+    # The campaign ends on an event, not on a clock: each agent stops itself after its one allowed
+    # submission. The wall-clock budget is only a safety net, far above what a loaded machine needs.
+    opts = small_options(d, minutes=10.0, submissions=1, experiment_timeout_s=300.0)
+    state = run_campaign(CampaignOptions(**opts), say=_quiet)
     assert state.finished and all(a.status == "done" for a in state.agents)
     r = _check_report(d)
     timeline = json.loads((d / "timeline.json").read_text())
-    assert r["submissions"] == len(timeline) >= 1
+    assert r["submissions"] == len(timeline) == 2
     assert all(t["agent_hours"] > 0 and t["private_pgr"] is not None for t in timeline)
     for a in state.agents:
         log = Path(a.log).read_text()
-        assert "starting: direction" in log, log[-2000:]
-        assert 0 < a.seconds() <= 0.6 * 60 + 10
+        assert "starting: direction" in log and "submission budget used up" in log, log[-2000:]
+        assert a.stop_reason == "exited (0)", a.stop_reason
+        assert [t["agent"] for t in timeline].count(a.name) == 1
         assert (Path(a.workspace) / "state.json").exists()
     assert not (d / "server.sock").exists() or not _server_answers(state)
+    # the sandbox audit trail: every agent's sandbox started under its own uid and its exit is recorded
+    assert state.isolation == "bubblewrap"
+    assert "Agent isolation: bubblewrap" in (d / "report.md").read_text()
+    events = [json.loads(line) for line in (d / "sandbox_events.jsonl").read_text().splitlines()]
+    starts = [e for e in events if e["event"] == "sandbox.start"]
+    exits = [e for e in events if e["event"] == "sandbox.exit"]
+    assert {e["label"] for e in starts} == {e["label"] for e in exits} == {a.name for a in state.agents}
+    assert len({e["uid"] for e in starts}) == 2 and min(e["uid"] for e in starts) >= 200_000
+    assert all(e["returncode"] == 0 and e["killed_reason"] is None for e in exits)
+    assert events[0]["event"] == "campaign.session" and events[0]["isolation"] == "bubblewrap"
+    assert (d / "sandbox_events.jsonl").stat().st_mode & 0o777 == 0o600
 
 
 def _server_answers(state: CampaignState) -> bool:
@@ -178,11 +191,9 @@ def test_a_hung_agent_never_hangs_the_campaign(aar_home, tmp_path):
         grace_seconds=2.0,
         agent_command=[sys.executable, str(script)],
     )
-    t0 = time.monotonic()
     state = run_campaign(CampaignOptions(**opts), say=_quiet)
-    took = time.monotonic() - t0
-    assert took < 0.35 * 60 + 40, took
     assert all(a.stop_reason == "wall-clock budget" for a in state.agents)
+    assert all(a.seconds() <= 0.35 * 60 + 2.0 + 15 for a in state.agents)  # stopped at budget + grace
     time.sleep(1)
     leftovers = subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True).stdout.split()
     assert not leftovers, f"processes of the hung agent survived: {leftovers}"
@@ -195,9 +206,16 @@ def test_a_crashing_agent_is_restarted_a_few_times(aar_home, tmp_path):
     opts = small_options(
         d, minutes=0.5, unsafe_no_sandbox=True, agent_command=[sys.executable, "-c", "exit(3)"]
     )
-    t0 = time.monotonic()
     state = run_campaign(CampaignOptions(**opts), say=_quiet)
-    assert time.monotonic() - t0 < 60
     for a in state.agents:
         assert a.restarts == 3 and a.exit_code == 3 and a.stop_reason == "exited (3)"
         assert len(a.intervals) == 4
+    # no sandbox: said in the state, the report and the audit trail (each start and exit recorded)
+    assert state.isolation == "none (--unsafe-no-sandbox)"
+    assert "Agent isolation: none (--unsafe-no-sandbox)" in (d / "report.md").read_text()
+    events = [json.loads(line) for line in (d / "sandbox_events.jsonl").read_text().splitlines()]
+    assert events[0]["event"] == "sandbox.unsafe"
+    for a in state.agents:
+        mine = [e for e in events if e.get("label") == a.name]
+        assert [e["event"] for e in mine] == ["process.start", "process.exit"] * 4
+        assert all(e["returncode"] == 3 for e in mine if e["event"] == "process.exit")
