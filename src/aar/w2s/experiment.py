@@ -2,11 +2,12 @@
 
 The weak teacher (the small LM fine-tuned on ``train_label``) and the ceiling (the strong LM
 fine-tuned on the ground truth of ``train_unlabel``) are run once per seed and cached in the
-testbed's folder, keyed by seed and the training config.
+testbed's folder, keyed by seed, the training config and the ids they predict on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,27 +26,68 @@ if TYPE_CHECKING:
     from aar.w2s.public import PublicTestbed
 from aar.w2s.train import finetune
 
+TEACHER_SPLITS = ("train_unlabel", "dev", "test", "final")  # what the weak teacher predicts on
+CEILING_SPLITS = ("dev", "test", "final")  # ... and the ceiling
 
-def _cached_probs(testbed: Testbed, kind: str, seed: int, compute) -> dict[str, float]:
+
+def _ids_digest(testbed: Testbed, splits: tuple[str, ...]) -> str:
+    """sha256 of the sorted ids of ``splits`` (the same however the examples are split or ordered)."""
+    ids = sorted(e.id for s in splits for e in testbed.dataset.splits.get(s, []))
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+def _read_probs(path: Path) -> dict[str, float]:
+    probs = load_json(path).get("probs")
+    if not isinstance(probs, dict) or not probs:
+        raise CacheError(f"corrupt cache file {path}: no predictions; delete it to rebuild")
+    return {k: float(v) for k, v in probs.items()}
+
+
+def _cached_probs(
+    testbed: Testbed, kind: str, seed: int, compute, splits: tuple[str, ...]
+) -> dict[str, float]:
+    """Cached predictions of ``kind`` for ``seed``: keyed by the training config and the predicted ids.
+
+    The ids are in the key, so predictions made on another draw of the test or final split are
+    never reused. A file of the older naming (config only) is reused only if it covers exactly the
+    ids asked for (e.g. an imported testbed whose splits did not change).
+    """
     cfg = testbed.spec.weak_train if kind == "teacher" else testbed.spec.strong_train
-    path = testbed.path / f"{kind}-s{seed}-{key_of(cfg.to_dict())}.json"
+    ids_key = _ids_digest(testbed, splits)
+    path = testbed.path / f"{kind}-s{seed}-{key_of({'config': cfg.to_dict(), 'ids': ids_key})}.json"
     if path.exists():
-        blob = load_json(path)
-        probs = blob.get("probs")
-        if not isinstance(probs, dict) or not probs:
-            raise CacheError(f"corrupt cache file {path}: no predictions; delete it to rebuild")
-        return {k: float(v) for k, v in probs.items()}
+        return _read_probs(path)
+    legacy = testbed.path / f"{kind}-s{seed}-{key_of(cfg.to_dict())}.json"
+    wanted = {e.id for s in splits for e in testbed.dataset.splits.get(s, [])}
+    if legacy.exists():
+        try:
+            old = _read_probs(legacy)
+        except CacheError:
+            old = {}
+        if set(old) == wanted:
+            legacy.replace(path)
+            return old
     torch.set_num_threads(1)
     t0 = time.time()
     probs = compute()
     write_json_atomic(
-        path, {"seed": seed, "config": cfg.to_dict(), "seconds": time.time() - t0, "probs": probs}
+        path,
+        {
+            "seed": seed,
+            "config": cfg.to_dict(),
+            "splits": list(splits),
+            "ids_sha256": ids_key,
+            "seconds": time.time() - t0,
+            "probs": probs,
+        },
     )
     return probs
 
 
 def teacher_outputs(testbed: Testbed, seed: int) -> TeacherOutputs:
     """The weak teacher of ``seed``: trained on ``train_label``, P(label=1) on every other split.
+
+    Every other split includes ``final`` (operator side only: public views export a subset).
 
     A testbed with imported teacher outputs (``imported_teacher(seed)``: P by example id) uses them
     on the splits they cover and trains the teacher only for the others.
@@ -54,7 +96,7 @@ def teacher_outputs(testbed: Testbed, seed: int) -> TeacherOutputs:
 
     def compute() -> dict[str, float]:
         d = testbed.dataset
-        splits = ("train_unlabel", "dev", "test")
+        splits = TEACHER_SPLITS
         todo = [s for s in splits if not all(e.id in fixed for e in d.splits[s])]
         out = {e.id: fixed[e.id] for s in splits if s not in todo for e in d.splits[s]}
         if not todo:
@@ -68,11 +110,11 @@ def teacher_outputs(testbed: Testbed, seed: int) -> TeacherOutputs:
             out.update(zip((e.id for e in xs), predict_proba(model, xs).tolist(), strict=True))
         return out
 
-    return TeacherOutputs(_cached_probs(testbed, "teacher", seed, compute))
+    return TeacherOutputs(_cached_probs(testbed, "teacher", seed, compute, TEACHER_SPLITS))
 
 
 def ceiling_probs(testbed: Testbed, seed: int) -> dict[str, float]:
-    """The ceiling of ``seed``: strong LM trained on ground truth of ``train_unlabel``; P on dev and test."""
+    """The ceiling of ``seed``: strong LM trained on the truth of ``train_unlabel``; P on dev, test, final."""
 
     def compute() -> dict[str, float]:
         d = testbed.dataset
@@ -81,12 +123,13 @@ def ceiling_probs(testbed: Testbed, seed: int) -> dict[str, float]:
         tu = d.splits["train_unlabel"]
         finetune(model, tu, labels_of(tu), testbed.spec.strong_train, seed=seed * 1000)
         out = {}
-        for split in ("dev", "test"):
+        for split in CEILING_SPLITS:
             xs = d.inputs(split)
-            out.update(zip((e.id for e in xs), predict_proba(model, xs).tolist(), strict=True))
+            if xs:
+                out.update(zip((e.id for e in xs), predict_proba(model, xs).tolist(), strict=True))
         return out
 
-    return _cached_probs(testbed, "ceiling", seed, compute)
+    return _cached_probs(testbed, "ceiling", seed, compute, CEILING_SPLITS)
 
 
 @dataclass

@@ -3,8 +3,8 @@
 An agent (and its sandbox) gets only the *public view*: unlabelled inputs of ``train_unlabel``,
 ``dev`` and ``test``, the weak teacher's outputs for a few seeds, and the strong model's
 checkpoint. No label, no public/private assignment, no weak checkpoint or ``train_label`` data
-(which would let an agent re-derive labels) is in it. The *vault bundle* (labels, halves,
-reference predictions) goes to the scoring server only.
+(which would let an agent re-derive labels) is in it, and nothing of the ``final`` split. The
+*vault bundle* (labels of test and final, reference predictions) goes to the scoring server only.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,16 +25,9 @@ from aar.w2s.models.judge import TinyJudge
 from aar.w2s.models.tiny import GPT, GPTConfig
 from aar.w2s.testbeds.registry import Testbed
 from aar.w2s.train import TrainConfig
-from aar.w2s.vault import VaultBundle
+from aar.w2s.vault import BUNDLE_FORMAT, VaultBundle
 
 VISIBLE_SPLITS = ("train_unlabel", "dev", "test")
-
-
-def split_halves(testbed_name: str, ids: Sequence[str]) -> dict[str, str]:
-    """Stable public/private assignment: ids sorted by a hash of (testbed, id), first half public."""
-    order = sorted(ids, key=lambda i: hashlib.sha256(f"{testbed_name}/{i}".encode()).hexdigest())
-    half = len(order) // 2
-    return {i: ("public" if k < half else "private") for k, i in enumerate(order)}
 
 
 @dataclass
@@ -130,22 +123,37 @@ def build_vault_bundle(
     baselines: Sequence[str] = (),
     on_progress: Callable[[str], None] | None = None,
 ) -> VaultBundle:
-    """The server's bundle: test labels, halves, weak/ceiling and shipped-baseline predictions per seed.
+    """The server's bundle (format 2): labels of test and final, reference predictions on both per seed.
 
-    Cached in the testbed folder, keyed by seeds and baselines.
+    References are the weak teacher, the ceiling and each shipped baseline in ``baselines``, one
+    ``{id: P(label=1)}`` per seed covering the test and final ids; ``teacher_on_test`` records the
+    protocol (the spec's option, False where it has none). There are no halves: the server assigns
+    them under its own key. Cached in the testbed folder, keyed by seeds, baselines, protocol and a
+    digest of the test and final ids (a new draw makes a new bundle).
     """
     from aar.w2s.experiment import ceiling_probs, run_method, teacher_outputs
     from aar.w2s.methods.registry import get_method
 
     say = on_progress or (lambda _m: None)
-    cache = testbed.path / f"vault-{key_of({'seeds': list(seeds), 'baselines': list(baselines)})}.json"
+    test: list[Example] = testbed.dataset.splits["test"]
+    final: list[Example] = testbed.dataset.splits.get("final", [])
+    ids = [e.id for e in (*test, *final)]
+    on_test = bool(getattr(testbed.spec, "teacher_on_test", False))
+    key = key_of(
+        {
+            "seeds": list(seeds),
+            "baselines": list(baselines),
+            "format": BUNDLE_FORMAT,
+            "teacher_on_test": on_test,
+            "ids": hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest(),
+        }
+    )
+    cache = testbed.path / f"vault-{key}.json"
     if cache.exists():
         try:
             return VaultBundle.load(cache)
         except ValueError as e:
             raise CacheError(f"corrupt vault bundle {cache}: {e}; delete it to rebuild") from e
-    test: list[Example] = testbed.dataset.splits["test"]
-    ids = [e.id for e in test]
     refs: dict[str, list[dict[str, float]]] = {"weak": [], "ceiling": []}
     for seed in seeds:
         say(f"seed {seed}: weak teacher and ceiling")
@@ -153,17 +161,25 @@ def build_vault_bundle(
         refs["weak"].append({i: t[i] for i in ids})
         c = ceiling_probs(testbed, seed)
         refs["ceiling"].append({i: c[i] for i in ids})
+    # one run per baseline and seed predicts test and final together (methods predict each input on
+    # its own): final inputs stand in the test split of an operator-side copy, never of an exported view
+    scored = testbed
+    if final:
+        merged = {**testbed.dataset.splits, "test": [*test, *final], "final": []}
+        scored = replace(testbed, dataset=Dataset(testbed.dataset.name, merged))
     for name in baselines:
         refs[name] = []
         for seed in seeds:
             say(f"baseline {name}: seed {seed}")
-            refs[name].append(run_method(testbed, get_method(name), seed).probs)
+            probs = run_method(scored, get_method(name), seed).probs
+            refs[name].append({i: probs[i] for i in ids})
     bundle = VaultBundle(
         testbed_id=testbed.name,
         description=testbed.spec.description,
         labels={e.id: int(e.label) for e in test},
-        halves=split_halves(testbed.name, ids),
+        final_labels={e.id: int(e.label) for e in final},
         references=refs,
+        teacher_on_test=on_test,
     )
     bundle.save(cache)
     return bundle
