@@ -27,6 +27,7 @@ from pathlib import Path
 from aar.audit.config import AuditConfig
 
 MAX_PREDICTIONS_BYTES = 64 * 2**20
+AGENT_HOLDOUT = 0.1  # aar.agents.experiments.ExperimentRunner's default holdout share
 AUDIT_UID_BASE = 290_000  # one uid per run in flight (RLIMIT_NPROC counts per uid)
 _uid_counter = itertools.count()
 _uid_lock = threading.Lock()
@@ -163,6 +164,9 @@ def run_experiment(
             "seeds": [seed],
             "splits": ["test"],
             "out_dir": str(out),
+            # the agents' runner keeps a share of train_unlabel out of training for its diagnostics:
+            # re-run with the same share (recorded in experiment.json, else the runner's default)
+            "holdout": float(exp.meta.get("holdout", AGENT_HOLDOUT)),
         }
         (ws / "request.json").write_text(json.dumps(req))
         if os.geteuid() == 0:
