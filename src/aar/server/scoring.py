@@ -21,11 +21,13 @@ vectors, re-submitted seeds of the same method) almost never moves the figure, w
 0.03 accuracy on 1,000 public examples whose predictions differ from the best's on up to ~20% of the
 examples clears it (SE <= 0.0141). The 4/n floor is a hard guarantee independent of the SE: a
 submission that differs from the agent's best in at most four predictions (in particular any single
-flipped prediction, whatever the label) never moves the figure; (with one flip the 2 * SE part alone
-already needs 1/n > 2/n). A submission that changes many predictions can of course cross the
-threshold: the information an agent gets is then one release per significant, at least 5-example
-improvement, which is what the Ladder's transcript bound counts. The receipt's ``margin`` is the
-grid, not the data-dependent threshold (which would reveal mean(d) through the SE).
+flipped prediction, whatever the label) never moves the figure (for a single flip 2 * SE is itself
+about 2/n, twice the gain). As with any threshold, a submission just below it can be pushed over
+by one more change; what crosses is then still a significant gain over the agent's best itself. A
+submission that changes many predictions can of course cross the threshold: the information an
+agent gets is then one release per significant, at least 5-example improvement, which is what the
+Ladder's transcript bound counts. The receipt's ``margin`` is the grid, not the data-dependent
+threshold (which would reveal mean(d) through the SE).
 
 ``fixed`` (the paper's fixed-margin Ladder). R moves only when a > R + eta; the new R is a with
 its error rate 1 - a rounded to the nearest multiple of eta. The default margin is
