@@ -22,7 +22,7 @@ def _returns_within(fn, seconds: float = 5.0):
     def target():
         try:
             out["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+        except BaseException as exc:  # handed back to the test
             out["error"] = exc
 
     thread = threading.Thread(target=target, daemon=True)
