@@ -51,6 +51,7 @@ def _sha(sha256: str) -> str:
             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
         }
     },
+    responses={200: {"model": ArtifactInfo, "description": "Already stored (first owner kept)."}},
 )
 async def upload(
     request: Request,
