@@ -219,3 +219,28 @@ def test_a_crashing_agent_is_restarted_a_few_times(aar_home, tmp_path):
         mine = [e for e in events if e.get("label") == a.name]
         assert [e["event"] for e in mine] == ["process.start", "process.exit"] * 4
         assert all(e["returncode"] == 3 for e in mine if e["event"] == "process.exit")
+
+
+def test_an_agent_acted_as_over_mcp_is_not_started_twice(aar_home, tmp_path):
+    """While `aar mcp` holds an agent's lock, the campaign does not start that agent's own researcher."""
+    from aar.agents.mcp_server import hold_agent_lock
+    from aar.campaign.orchestrator import Campaign, create
+
+    d = tmp_path / "camp"
+    opts = small_options(
+        d, minutes=0.5, unsafe_no_sandbox=True, agent_command=[sys.executable, "-c", "exit(0)"]
+    )
+    state, server = create(CampaignOptions(**opts), say=_quiet)
+    busy, free = state.agents
+    held = hold_agent_lock(Path(busy.workspace).parent)  # what `aar mcp --campaign d --agent 0` holds
+    camp = Campaign(state, None, server, say=_quiet)
+    try:
+        camp.run()
+    finally:
+        camp.close()
+        held.close()
+    assert busy.status == "interrupted" and "already being acted as" in busy.stop_reason
+    assert not busy.intervals
+    assert free.exit_code == 0 and len(free.intervals) == 1
+    # the campaign gave its own lock back: the agent can be acted as now
+    hold_agent_lock(Path(free.workspace).parent).close()

@@ -209,8 +209,11 @@ def _is_agent_process(pid: int) -> bool:
     return any(m in cmd for m in AGENT_PROCESS_MARKERS)
 
 
-def hold_agent_lock(agent_dir: Path, force: bool = False):
-    """Take the exclusive lock of an agent's supervisor-side folder; returns the open file (keep it)."""
+def hold_agent_lock(agent_dir: Path, force: bool = False, holder: str = "aar mcp"):
+    """Take the exclusive lock of an agent's supervisor-side folder; returns the open file (keep it).
+
+    Whoever acts as the agent holds it: an ``aar mcp`` server, or the campaign while the agent's own
+    researcher runs, so two researchers never share one workspace and budget."""
     agent_dir.mkdir(parents=True, exist_ok=True)
     f = open(agent_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the life of the server
     try:
@@ -227,7 +230,7 @@ def hold_agent_lock(agent_dir: Path, force: bool = False):
         return f
     f.seek(0)
     f.truncate()
-    f.write(f"aar mcp, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    f.write(f"{holder}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     f.flush()
     return f
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from aar.agents.mcp_server import AgentBusy, hold_agent_lock
 from aar.campaign.audit import AUDIT_FILE, AuditLog
 from aar.campaign.budgets import Budgets, agent_over, campaign_over, usage
 from aar.campaign.launcher import (
@@ -210,6 +211,7 @@ class Campaign:
                 self.launcher = LLMLauncher(self.launcher, self.opts, state)
         self.server, self.relay = server, None
         self.handles: dict[str, AgentHandle] = {}
+        self.locks: dict[str, object] = {}  # agent name -> the held lock file of its supervisor-side folder
         self.progress = progress or Progress(f"campaign {Path(state.dir).name}")
         self.submissions: list[dict] = []
         self.stop_reason: str | None = None
@@ -235,6 +237,8 @@ class Campaign:
     def _launch(self, a: AgentState, now: float) -> None:
         from aar.agents.run_agent import AgentConfig
 
+        if a.name not in self.locks:  # an `aar mcp` acting as this agent makes this raise AgentBusy
+            self.locks[a.name] = hold_agent_lock(Path(a.workspace).parent, holder="aar campaign")
         left = self.budgets.agent_seconds - a.seconds(now)
         ws = Path(a.workspace)
         ws.mkdir(parents=True, exist_ok=True)
@@ -276,6 +280,9 @@ class Campaign:
         if h is not None:
             h.kill()
             a.exit_code = h.poll()
+        lock = self.locks.pop(a.name, None)
+        if lock is not None:
+            lock.close()  # type: ignore[attr-defined]
         if a.intervals:
             a.intervals[-1][1] = time.time()
         a.status, a.stop_reason = status, reason
@@ -335,7 +342,11 @@ class Campaign:
         st, b = self.state, self.budgets
         for a in st.agents:
             if a.status in ("pending", "interrupted") and b.agent_seconds - a.seconds() >= MIN_RUN_SECONDS:
-                self._launch(a, time.time())
+                try:
+                    self._launch(a, time.time())
+                except AgentBusy as e:  # e.g. `aar mcp` acts as this agent: never two researchers in one
+                    a.status, a.stop_reason = "interrupted", f"not started: {e}"
+                    self.say(f"{a.name} not started: {e}")
             elif a.status in ("pending", "interrupted"):
                 a.status, a.stop_reason = "done", "wall-clock budget"
         st.save()
@@ -351,6 +362,8 @@ class Campaign:
                 code = h.poll()
                 if code is not None:
                     self.handles.pop(a.name)
+                    if (lock := self.locks.pop(a.name, None)) is not None:
+                        lock.close()  # type: ignore[attr-defined]
                     a.exit_code, a.status, a.stop_reason = code, "done", f"exited ({code})"
                     left = b.agent_seconds - a.seconds(now)
                     if code != 0 and a.restarts < MAX_RESTARTS and left >= MIN_RUN_SECONDS:
@@ -421,7 +434,10 @@ class Campaign:
         )
 
     def close(self) -> None:
-        """Stop the local server; give back what the launcher holds (its block of uids)."""
+        """Stop the local server; give back what the launcher holds (its block of uids) and agent locks."""
+        for lock in self.locks.values():
+            lock.close()  # type: ignore[attr-defined]
+        self.locks.clear()
         close_launcher(self.launcher)
         if self.server is not None:
             self.server.stop()
