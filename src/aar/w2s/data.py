@@ -97,8 +97,8 @@ class Dataset:
                 seen.add(ex.id)
 
     def sizes(self) -> dict[str, int]:
-        """Number of examples per split."""
-        return {s: len(self.splits[s]) for s in SPLITS}
+        """Number of examples per split (an empty optional split, e.g. no final, is left out)."""
+        return {s: len(self.splits[s]) for s in SPLITS if self.splits[s] or s not in OPTIONAL_SPLITS}
 
     def inputs(self, split: str) -> list[Example]:
         """The split's examples with labels stripped."""

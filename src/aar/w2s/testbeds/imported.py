@@ -24,6 +24,11 @@ chat row is "A is better", aar's label 1: P(label=1) is the pair's index 0 for c
 accuracy, and what agents see on test inputs) come from aar's own weak teacher of that seed, trained
 as usual; the published ``weak_acc`` is kept in the manifest for comparison.
 
+**Final split.** At import about a third of ``test.jsonl`` (whole consistency groups) is held
+back as the ``final`` split, chosen by an HMAC under a salt made for this import and stored with
+the testbed in ``secret/salt`` (mode 600); test and final examples get HMAC ids (the row's id stays
+in ``meta["source_id"]``). Final is never scored in campaigns nor exported in a public view.
+
 **Dev split.** By default the ``dev`` split is empty and ``train_unlabel`` is used whole, as in the
 original (so the published baselines stay comparable). ``dev_size`` carves that many examples out
 of ``train_unlabel`` deterministically (by a hash of testbed name and example id); they are then
@@ -46,6 +51,7 @@ from pathlib import Path
 from aar.w2s.cache import CacheError, build_atomically, load_json
 from aar.w2s.data import Dataset, Example, write_json_atomic
 from aar.w2s.methods.base import TeacherOutputs
+from aar.w2s.testbeds.secret import carve_final, new_salt, write_secret
 from aar.w2s.train import TrainConfig
 
 FILES = {"train_label": "train_label.jsonl", "train_unlabel": "train_unlabel.jsonl", "test": "test.jsonl"}
@@ -431,6 +437,8 @@ def import_testbed(
         settings["lora"] = LoraSettings(**lora)
     source = Path(source).expanduser().resolve()
     data = read_layout(source, name, dev_size)
+    salt = new_salt()  # holds back about a third of the test file as the final split (secret.py)
+    data = carve_final(data, salt)
     world = "pairwise" if data.splits["test"][0].pairwise else "binary"
     weak, strong = (
         _model_spec(m, t, **settings)
@@ -454,6 +462,7 @@ def import_testbed(
     )
 
     def build(tmp: Path) -> None:
+        write_secret(tmp, salt)
         data.save(tmp / "dataset.json")
         write_json_atomic(tmp / "manifest.json", {"format": MANIFEST_FORMAT, "spec": spec.to_dict()})
         if blob is not None:
