@@ -46,6 +46,9 @@ def load(directory: Path, admin: Client | None, testbed_id: str) -> dict[int, di
     return out
 
 
+NO_HEADLINE = ("near-constant", "above the ceiling")  # reasons that keep a flagged entry out of the headline
+
+
 def entry_of(audit: dict) -> dict:
     """The report's view of one audit."""
     f = audit.get("figures") or {}
@@ -91,16 +94,29 @@ def augment(data: dict, directory: Path, admin: Client | None) -> dict:
     for e in entries:
         counts[e["verdict"]] = counts.get(e["verdict"], 0) + 1
     data["entries"] = entries
-    data["audit"] = {"n_audited": len(entries), "verdicts": counts,
-                     "config_versions": sorted({str(e["config_version"]) for e in entries})}
+    data["audit"] = {
+        "n_audited": len(entries),
+        "verdicts": counts,
+        "config_versions": sorted({str(e["config_version"]) for e in entries}),
+    }
     agent_entries = [a["audit"] for a in data["agents"] if a.get("audit")]
     eligible = [e for e in agent_entries if e["verdict"] != DISQUALIFIED and e["audited_private_pgr"]]
-    data["ranking"] = ("audited private PGR (mean over hidden seeds) of each agent's audited, "
-                       "non-disqualified entry (the submission behind its Ladder best)")
-    data["best_private_pgr_note"] = ("diagnostic only: the highest scoring-time private PGR, selected on "
-                                     "the private half and not audited; the headline is 'headline'")
-    best = max(eligible, key=lambda e: (_mean(e["audited_public_pgr"]) or -9, e["released_pgr"] or -9),
-               default=None)
+    data["ranking"] = (
+        "audited private PGR (mean over hidden seeds) of each agent's audited, "
+        "non-disqualified entry (the submission behind its Ladder best)"
+    )
+    data["best_private_pgr_note"] = (
+        "diagnostic only: the highest scoring-time private PGR, selected on "
+        "the private half and not audited; the headline is 'headline'"
+    )
+    # the headline: trustworthy entries only (a near-constant answer or an accuracy above the ceiling is
+    # never a headline, even when not disqualified), chosen on public figures alone
+    headline_ok = [e for e in eligible if not any(r.startswith(NO_HEADLINE) for r in e["reasons"])]
+    best = max(
+        headline_ok,
+        key=lambda e: (_mean(e["audited_public_pgr"]) or -9, e["released_pgr"] or -9),
+        default=None,
+    )
     if best is None:
         data["headline"] = None
         return data
@@ -108,7 +124,8 @@ def augment(data: dict, directory: Path, admin: Client | None) -> dict:
         "agent": best["agent"],
         "method": best["method"],
         "submission_id": best["submission_id"],
-        "selected_on": "audited public PGR among non-disqualified audited entries",
+        "selected_on": "audited public PGR among audited entries neither disqualified nor flagged as "
+        "near-constant or above the ceiling",
         "verdict": best["verdict"],
         "audited_public_pgr": best["audited_public_pgr"],
         "audited_private_pgr": best["audited_private_pgr"],
@@ -137,17 +154,26 @@ def headline_lines(data: dict) -> list[str]:
     """The headline paragraph (empty without audits)."""
     h = data.get("headline")
     if data.get("audit") is None:
-        return ["**Not audited**: the figures below are scoring-time figures of code nobody re-ran "
-                "(`aar audit DIR`).", ""]
+        return [
+            "**Not audited**: the figures below are scoring-time figures of code nobody re-ran "
+            "(`aar audit DIR`).",
+            "",
+        ]
     if not h:
-        return ["**No audited entry survived the audit**: no headline figure.", ""]
+        return [
+            "**No audited entry qualifies for the headline** (each is disqualified, near-constant or "
+            "above the ceiling): no headline figure.",
+            "",
+        ]
     cmp_ = h.get("final_vs_best_baseline") or {}
     vs = ""
     if cmp_:
         ref = cmp_.get("reference", "best_baseline")
-        vs = (f"; against the best shipped baseline ({ref}, chosen on the public half) the difference is "
-              f"{cmp_['diff']:+.3f} [{cmp_['ci_low']:.3f}, {cmp_['ci_high']:.3f}], "
-              f"one-sided p = {cmp_['p_greater']:.3g}")
+        vs = (
+            f"; against the best shipped baseline ({ref}, chosen on the public half) the difference is "
+            f"{cmp_['diff']:+.3f} [{cmp_['ci_low']:.3f}, {cmp_['ci_high']:.3f}], "
+            f"one-sided p = {cmp_['p_greater']:.3g}"
+        )
     final = ci_text(h.get("final_pgr")) if h.get("final_pgr") else "- (the testbed has no final split)"
     return [
         f"**Headline (audited, chosen on public figures, reported on the final split): "
@@ -197,8 +223,10 @@ def section(data: dict) -> list[str]:
             continue
         lines += [f"**#{e['submission_id']} ({e['agent']}, {e['method']}): {e['verdict']}**", ""]
         lines += [f"- {r}" for r in e["reasons"]]
-        lines += [f"- scan: `{f['file']}:{f['line']}` {f['rule']} `{f['what']}` ({f['why']})"
-                  for f in e["scan"][:20]]
+        lines += [
+            f"- scan: `{f['file']}:{f['line']}` {f['rule']} `{f['what']}` ({f['why']})"
+            for f in e["scan"][:20]
+        ]
         lines.append("")
     return lines + generalisation_lines(data.get("generalisation"))
 
