@@ -37,11 +37,10 @@ def free_port() -> int:
 
 
 def make_bundle(n: int, seed: int = 0) -> dict:
-    """A synthetic VaultBundle dict with ``n`` test examples."""
+    """A synthetic VaultBundle dict (format 2, no final split) with ``n`` test examples."""
     rng = np.random.default_rng(seed)
     ids = [f"ex{i:06d}" for i in range(n)]
     labels = rng.integers(0, 2, n)
-    halves = np.where(rng.permutation(n) < n // 2, "public", "private")
 
     def run(acc: float) -> dict:
         right = rng.random(n) < acc
@@ -52,7 +51,6 @@ def make_bundle(n: int, seed: int = 0) -> dict:
         "testbed_id": "bench",
         "description": "benchmark testbed",
         "labels": dict(zip(ids, labels.tolist(), strict=True)),
-        "halves": dict(zip(ids, halves.tolist(), strict=True)),
         "references": {"weak": [run(0.65)], "ceiling": [run(0.9)]},
     }
 
@@ -130,6 +128,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--ladder", choices=["paired", "fixed"], default="paired", help="Ladder rule")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_server.json")
     args = ap.parse_args()
 
@@ -153,6 +152,8 @@ def main() -> None:
         "-1",
         "--budget-total",
         "-1",
+        "--ladder",
+        args.ladder,
     ]
     proc = subprocess.Popen(cmd, env=env)
     try:
@@ -196,6 +197,7 @@ def main() -> None:
             "workers": args.workers,
             "clients": args.clients,
             "n_test": args.n_test,
+            "ladder": args.ladder,
             "runs": runs,
             "median": med,
             "seconds_per_run": args.seconds,

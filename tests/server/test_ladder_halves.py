@@ -107,6 +107,12 @@ def test_paired_ladder_over_http_releases_on_the_grid(harness):
     better = {**base, **{k: float(truth[k]) for k in pub[:20]}}  # +0.10 on the public half
     second = agent.submit(bundle.testbed_id, better, sha)
     assert second.public.improved and second.public.accuracy == pytest.approx(0.80)
+    # as another worker (or a restarted server) would: the best's correctness is read from the database
+    harness.srv.server.config.app.state.ctx.vault.best_correct._items.clear()
+    same = agent.submit(bundle.testbed_id, {**better, pub[0]: base[pub[0]]}, sha)  # one flip back
+    assert (same.public.improved, same.public.accuracy) == (False, second.public.accuracy)
+    best = agent.submit(bundle.testbed_id, {k: float(v) for k, v in truth.items()}, sha)
+    assert best.public.improved and best.public.accuracy == 1.0
 
 
 def test_halves_key_is_secret_stable_and_race_safe(tmp_path):

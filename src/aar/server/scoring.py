@@ -107,23 +107,31 @@ def public_correct(arrays: TestbedArrays, probs: np.ndarray) -> np.ndarray:
     return ((probs[arrays.public] > 0.5).astype(np.int8) == arrays.labels[arrays.public]).astype(np.int8)
 
 
-def paired_ladder_step(
-    arrays: TestbedArrays, probs: np.ndarray, best: float | None, best_probs: np.ndarray | None
+def paired_release(
+    correct: np.ndarray, best: float | None, best_correct: np.ndarray | None
 ) -> tuple[float, bool]:
-    """Paired Ladder: released accuracy after a submission, and whether it moved.
+    """Paired Ladder on public-half correctness vectors: released accuracy and whether it moved.
 
-    ``best`` is the released accuracy and ``best_probs`` the predictions of the agent's best so far
-    (None before its first submission, which is always released).
+    ``best`` is the released accuracy and ``best_correct`` the correctness of the agent's best
+    submission so far (None before its first submission, which is always released).
     """
-    correct = public_correct(arrays, probs)
     grid = paired_grid(correct.size)
     acc = float(correct.mean())
-    if best is None or best_probs is None:
+    if best is None or best_correct is None:
         return round_to_grid(acc, grid), True
-    diff = correct.astype(np.float64) - public_correct(arrays, best_probs)
+    diff = correct.astype(np.float64) - best_correct
     if float(diff.mean()) > paired_threshold(diff):
         return max(best, round_to_grid(acc, grid)), True
     return best, False
+
+
+def paired_ladder_step(
+    arrays: TestbedArrays, probs: np.ndarray, best: float | None, best_probs: np.ndarray | None
+) -> tuple[float, bool]:
+    """Paired Ladder: released accuracy after a submission with predictions ``probs``, and whether it
+    moved; ``best_probs`` are the predictions of the agent's best so far (None before the first)."""
+    best_correct = None if best_probs is None else public_correct(arrays, best_probs)
+    return paired_release(public_correct(arrays, probs), best, best_correct)
 
 
 ABOVE_CEILING_P = 0.01  # one-sided binomial p-value below which "above_ceiling" is set

@@ -28,6 +28,7 @@ import secrets
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,6 +281,38 @@ def register_bundle(data_dir: Path, bundle: VaultBundle, db_url: str | None = No
         db.dispose()
 
 
+class CorrectCache:
+    """Per-process LRU of public-half correctness vectors by submission id, so the paired Ladder does
+    not read the best submission's predictions back from the database on every submission.
+
+    Safe across worker processes: a submission's predictions never change, and the Ladder row (read
+    in the submission's transaction) says which submission is the best; a miss just reads the blob.
+    Only committed submissions are put in (SQLite may reuse the id of a rolled-back insert).
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        """An empty cache holding at most ``size`` vectors."""
+        self.size = size
+        self._items: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, submission_id: int) -> np.ndarray | None:
+        """The cached vector of a submission, or None."""
+        with self._lock:
+            vec = self._items.get(submission_id)
+            if vec is not None:
+                self._items.move_to_end(submission_id)
+            return vec
+
+    def put(self, submission_id: int, correct: np.ndarray) -> None:
+        """Remember a committed submission's public correctness."""
+        with self._lock:
+            self._items[submission_id] = correct
+            self._items.move_to_end(submission_id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 class VaultCache:
     """Per-process cache of scoring arrays, loaded lazily from the vault."""
 
@@ -287,6 +320,7 @@ class VaultCache:
         """Cache over the given database and data dir."""
         self.db, self.data_dir = db, Path(data_dir)
         self.key = halves_key(self.data_dir)
+        self.best_correct = CorrectCache()  # the paired Ladder's public correctness of best submissions
         self._arrays: dict[str, TestbedArrays] = {}
         self._lock = threading.Lock()
 

@@ -47,7 +47,8 @@ from aar.server.scoring import (
     default_margin,
     ladder_step,
     paired_grid,
-    paired_ladder_step,
+    paired_release,
+    public_correct,
     scoring_flags,
 )
 from aar.server.vault import TestbedArrays
@@ -66,9 +67,10 @@ SQL_WINDOW = (
 SQL_ARTIFACT = "SELECT 1 FROM artifacts WHERE sha256 = :sha"
 SQL_LADDER = "SELECT best_acc, n_updates FROM ladder WHERE agent_id = :agent_id AND testbed_id = :testbed_id"
 SQL_LADDER_PAIRED = (  # the paired Ladder compares with the best submission's predictions
-    "SELECT l.best_acc, l.n_updates, s.predictions FROM ladder l JOIN submissions s "
-    "ON s.id = l.best_submission_id WHERE l.agent_id = :agent_id AND l.testbed_id = :testbed_id"
+    "SELECT best_acc, n_updates, best_submission_id FROM ladder "
+    "WHERE agent_id = :agent_id AND testbed_id = :testbed_id"
 )
+SQL_PREDICTIONS = "SELECT predictions FROM submissions WHERE id = :id"
 SQL_INSERT = (
     "INSERT INTO submissions (agent_id, testbed_id, artifact_sha256, method, description, seed, created_at, "
     "predictions, public_acc, private_acc, public_pgr, private_pgr, released_acc, released_pgr, improved, "
@@ -125,10 +127,13 @@ def _record(
         key = {"agent_id": agent.id, "testbed_id": sub.testbed_id}
         lad = run(db.sql(SQL_LADDER_PAIRED if paired else SQL_LADDER), key).first()
         if paired:
-            best_probs = None if lad is None else np.frombuffer(lad[2], dtype="<f8")
-            released, improved = paired_ladder_step(
-                arrays, probs, None if lad is None else lad[0], best_probs
-            )
+            correct, best_correct = public_correct(arrays, probs), None
+            if lad is not None:
+                best_correct = c.vault.best_correct.get(lad[2])
+                if best_correct is None:
+                    blob = run(db.sql(SQL_PREDICTIONS), {"id": lad[2]}).scalar_one()
+                    best_correct = public_correct(arrays, np.frombuffer(blob, dtype="<f8"))
+            released, improved = paired_release(correct, None if lad is None else lad[0], best_correct)
         else:
             released, improved = ladder_step(None if lad is None else lad[0], acc_pub, margin)
         released_pgr = pgr(released, arrays.weak[0], arrays.ceiling[0])
@@ -161,6 +166,8 @@ def _record(
         request.state.outcome = f"submission {sid}"
         run(db.sql(SQL_AUDIT), audit_values(request.scope, 201, f"submission {sid}"))
     request.state.audited = True
+    if paired and improved:  # committed: the paired Ladder's next comparison can skip the blob
+        c.vault.best_correct.put(sid, correct)
     status = status.model_copy(
         update={
             "used_last_hour": status.used_last_hour + 1,
