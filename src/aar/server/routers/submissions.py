@@ -133,6 +133,7 @@ def _record(
                 if best_correct is None:
                     blob = run(db.sql(SQL_PREDICTIONS), {"id": lad[2]}).scalar_one()
                     best_correct = public_correct(arrays, np.frombuffer(blob, dtype="<f8"))
+                    c.vault.best_correct.put(lad[2], best_correct)  # committed: the Ladder row names it
             released, improved = paired_release(correct, None if lad is None else lad[0], best_correct)
         else:
             released, improved = ladder_step(None if lad is None else lad[0], acc_pub, margin)
