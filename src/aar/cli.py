@@ -85,10 +85,15 @@ def build(
 def baseline(
     testbed: str = typer.Option("math", help="Testbed name (see `aar testbeds`)."),
     methods: str = typer.Option("all", help="Comma-separated method names, or 'all'."),
-    seeds: int = typer.Option(3, min=1, max=20, help="Number of seeds (0..N-1)."),
+    seeds: int = typer.Option(5, min=1, max=20, help="Number of seeds (0..N-1)."),
     out: str | None = typer.Option(None, help="Write the JSON result here."),
+    teacher_on_test: bool = typer.Option(
+        False, help="Protocol: also give methods the teacher's outputs on dev/test (off in the original)."
+    ),
 ) -> None:
-    """Run shipped methods over seeds; print weak, ceiling, transfer and PGR with 95% CIs."""
+    """Run shipped methods (or .py method files) over seeds; print weak, ceiling, transfer and PGR with
+    95% intervals and a paired comparison with vanilla. Method files run in a child process, in a
+    bubblewrap sandbox when one works (see the README)."""
     import json
     from pathlib import Path
 
@@ -103,12 +108,16 @@ def baseline(
     try:
         with bar:
             tb = load_testbed(testbed, progress=on_progress)
+            if teacher_on_test:
+                from aar.w2s.public import with_teacher_on_test
+
+                tb = with_teacher_on_test(tb)
             task = bar.add_task("baseline", total=None)
             result = run_baseline(
                 tb, [m.strip() for m in methods.split(",") if m.strip()], list(range(seeds)),
                 on_progress=lambda msg: bar.update(task, description=msg),
             )
-    except (UnknownTestbedError, MethodError, CacheError, GapError) as e:
+    except (UnknownTestbedError, MethodError, CacheError, GapError, ValueError) as e:
         _fail(str(e))
     typer.echo(render_table(result))
     if out:

@@ -34,10 +34,11 @@ def test_combining_ideas():
     assert combine(Config.of("probe"), conf) is None
 
 
-def test_a_gated_recipe_takes_no_student_knobs():
+def test_a_gated_recipe_gates_a_student_so_student_knobs_combine():
     assert valid(Config.of("recipe", {"prior_gate": 0.5, "prior_weight": 1.0, "temperature": 2.0}))
-    assert not valid(Config.of("recipe", {"prior_gate": 0.5, "keep": 0.7}))
-    assert not valid(Config.of("recipe", {"prior_gate": 0.25, "ensemble": 2}))
+    assert valid(Config.of("recipe", {"prior_gate": 0.5, "keep": 0.7}))
+    assert valid(Config.of("recipe", {"prior_gate": 0.25, "ensemble": 2}))
+    assert not valid(Config.of("recipe", {"prior_gate": 0.25, "ensemble": 2, "rounds": 1}))
     gated = Config.of("recipe", {"prior_gate": 0.5})
     for seed in range(20):
         new = mutate(gated, ["prior_gate", "keep", "soft"], random.Random(seed))

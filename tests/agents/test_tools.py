@@ -66,7 +66,9 @@ def test_tools_end_to_end(env):
     assert run["ok"], run
     d = run["diagnostics"]
     assert d["n_examples"] == 400 and d["n_seeds"] == 2
-    for k in ("agreement_with_teacher", "label_balance", "seed_agreement", "agreement_with_prior"):
+    assert d["n_holdout"] == round(0.1 * info["sizes"]["train_unlabel"])
+    for k in ("agreement_with_teacher", "teacher_label_balance", "label_balance", "seed_agreement",
+              "agreement_with_prior"):
         assert 0.0 <= d[k] <= 1.0
     share = d["confidence_histogram"]["share"]
     # each share is rounded to 4 decimals on its own, so their sum is 1 within half a unit per bin
@@ -111,8 +113,21 @@ def test_tools_end_to_end(env):
 
 def test_user_method_file_runs(env):
     (env.workspace / "mine.py").write_text(
-        "NAME = 'mine'\nDESCRIPTION = 'teacher'\nPARAMS = {}\n"
-        "def run(ctx):\n    return ctx.teacher.of(ctx.predict_inputs)\n"
+        "import numpy as np\nNAME = 'mine'\nDESCRIPTION = 'constant'\nPARAMS = {}\n"
+        "def run(ctx):\n    return np.full(len(ctx.predict_inputs), 0.7)\n"
     )
     run = call_tool(env, "run_experiment", {"method": "mine.py", "splits": ["test"]})
-    assert run["ok"] and run["diagnostics"]["agreement_with_teacher"] == 1.0
+    assert run["ok"] and run["diagnostics"]["label_balance"] == 1.0
+    # agreement with the teacher: measured on the held-out train_unlabel slice
+    d = run["diagnostics"]
+    assert d["agreement_with_teacher"] == d["teacher_label_balance"]
+
+
+def test_teacher_outputs_exist_for_train_unlabel_only(env):
+    (env.workspace / "copy.py").write_text(
+        "NAME = 'copy'\nDESCRIPTION = 'teacher'\nPARAMS = {}\n"
+        "def run(ctx):\n    return ctx.teacher.of(ctx.predict_inputs)\n"
+    )
+    run = call_tool(env, "run_experiment", {"method": "copy.py", "splits": ["test"]})
+    assert not run["ok"] and "train_unlabel inputs only" in run["error"]
+    assert call_tool(env, "testbed_info")["teacher_splits"] == ["train_unlabel"]

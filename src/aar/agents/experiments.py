@@ -1,7 +1,11 @@
 """Running an agent's experiments in child processes under a timeout that kills the whole process group.
 
 An experiment is a method (shipped name or a ``.py`` file in the workspace) with parameters, over
-one or more seeds, predicting the dev and/or test inputs of the agent's public view. Its outputs
+one or more seeds, predicting the dev and/or test inputs of the agent's public view; it runs in
+:mod:`aar.w2s.worker` (a child process that loads only the view). A fixed slice of ``train_unlabel``
+(``holdout``, default 10%) is kept from the method and predicted too, so the diagnostics can measure
+agreement with the teacher where the student did not train (the teacher's outputs exist for
+``train_unlabel`` only under the original protocol). Its outputs
 stay in the workspace under ``runs/<run id>/``; a hung or runaway experiment is killed with its
 whole group when the timeout (or the agent's remaining time) runs out, and the agent goes on.
 """
@@ -32,11 +36,13 @@ class ExperimentResult:
     wall_seconds: float = 0.0
     seconds: list[float] = field(default_factory=list)
     probs: list[dict[str, float]] = field(default_factory=list)  # one per finished seed
+    holdout_probs: list[dict[str, float]] = field(default_factory=list)  # on the held-out slice
 
     def summary(self) -> dict:
         """The result without its predictions (what a tool returns)."""
         d = asdict(self)
         d.pop("probs")
+        d.pop("holdout_probs")
         d["finished_seeds"] = self.seeds[: len(self.probs)]
         return d
 
@@ -51,13 +57,16 @@ class ExperimentRunner:
         timeout_s: float = 300.0,
         python: str | None = None,
         env: dict[str, str] | None = None,
+        holdout: float = 0.1,
     ) -> None:
-        """Runner on the public view ``view``, keeping runs under ``workspace/runs``."""
+        """Runner on the public view ``view``, keeping runs under ``workspace/runs``; ``holdout`` is the
+        share of ``train_unlabel`` kept from every method for diagnostics (0: none)."""
         self.view = Path(view)
         self.runs_dir = Path(workspace) / "runs"
         self.timeout_s = timeout_s
         self.python = python or sys.executable
         self.env = env
+        self.holdout = holdout
 
     def _new_run_id(self) -> str:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -83,12 +92,13 @@ class ExperimentRunner:
             "seeds": list(seeds),
             "splits": list(splits),
             "out_dir": str(out),
+            "holdout": self.holdout,
         }
         (out / "request.json").write_text(json.dumps(req, indent=1))
         limit = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
         t0 = time.monotonic()
         proc = start_group(
-            [self.python, "-m", "aar.agents.worker", str(out / "request.json")],
+            [self.python, "-m", "aar.w2s.worker", str(out / "request.json")],
             out / "worker.log",
             env=self.env,
             cwd=out,
@@ -111,6 +121,7 @@ class ExperimentRunner:
             blob = json.loads(f.read_text())
             res.probs.append(blob["probs"])
             res.seconds.append(blob["seconds"])
+            res.holdout_probs.append(blob.get("holdout_probs") or {})
             res.params = blob.get("params", res.params)
         if timed_out:
             res.error = f"timed out after {limit:.0f}s; the experiment's process group was killed"

@@ -21,7 +21,9 @@ rule, one step at a time:
 
 Screen score (no labels): agreement with the teacher plus agreement with the strong model's zero-shot
 prior (two views with different errors), plus half the seed agreement once measured. See
-:func:`screen_score`.
+:func:`screen_score`. The teacher's outputs exist for ``train_unlabel`` only (the original study's
+protocol), so the teacher agreement is measured on a fixed held-out slice of ``train_unlabel`` that the
+run's method never sees (see :mod:`aar.agents.diagnostics`); the prior agreement on dev and test.
 
 Deterministic given its seed and the forum it reads. Its state lives in ``state.json`` in the workspace,
 so a killed researcher resumes where it stopped; the server's record of its submissions wins over
@@ -108,11 +110,18 @@ def screen_score(d: dict) -> float:
     Agreement with the teacher plus agreement with the strong model's zero-shot prior: two views whose
     errors differ, so a run that agrees with both where they agree and picks well where they differ
     scores high, without assuming which view is better. Plus half the seed agreement when measured.
+    The teacher agreement comes from the held-out slice of ``train_unlabel`` (the method never saw its
+    inputs or teacher outputs), the prior agreement from dev/test; a missing signal counts 0.5.
     """
-    score = d.get("agreement_with_prior", 0.5) + d["agreement_with_teacher"]
+    teacher = d.get("agreement_with_teacher")
+    score = d.get("agreement_with_prior", 0.5) + (0.5 if teacher is None else teacher)
     if d.get("seed_agreement") is not None:
         score += 0.5 * d["seed_agreement"]
     return round(score, 4)
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 class OfflineResearcher:
@@ -337,10 +346,11 @@ class OfflineResearcher:
             return
         d = r.diag = out["diagnostics"]
         lo = self.s.min_balance
-        teacher_ok = 2 * lo <= d["teacher_label_balance"] <= 1 - 2 * lo
+        t_bal = d.get("teacher_label_balance")
+        teacher_ok = t_bal is None or 2 * lo <= t_bal <= 1 - 2 * lo
         if teacher_ok and not lo <= d["label_balance"] <= 1 - lo:
             r.status, r.note = "rejected", f"collapsed: label balance {d['label_balance']:.2f}"
-        elif d["agreement_with_teacher"] > 0.995 and r.method != "weak":
+        elif (d.get("agreement_with_teacher") or 0.0) > 0.995 and r.method != "weak":
             r.status, r.note = "rejected", "copies the teacher"
         else:
             r.status = "pending"
@@ -416,10 +426,11 @@ class OfflineResearcher:
             f"**What changed:** previous best was `{before}`.",
             f"**Public figure:** released PGR {r.released_pgr:.3f} (submission {r.submission_id}, "
             f"code `{r.artifact}`).",
-            f"**Label-free evidence (seed 0, dev+test):** agreement with teacher "
-            f"{r.diag['agreement_with_teacher']:.3f}, with the strong prior "
+            f"**Label-free evidence (seed 0):** agreement with teacher (held-out train_unlabel slice) "
+            f"{_num(r.diag.get('agreement_with_teacher'))}, with the strong prior (dev+test) "
             f"{r.diag.get('agreement_with_prior', 0):.3f}, "
-            f"label balance {r.diag['label_balance']:.3f} (teacher {r.diag['teacher_label_balance']:.3f}), "
+            f"label balance {r.diag['label_balance']:.3f} "
+            f"(teacher {_num(r.diag.get('teacher_label_balance'))}), "
             f"mean confidence {r.diag['mean_confidence']:.3f}, seed agreement {r.seed_agreement}.",
             f"**What I tried so far ({len(tried)}):** "
             + "; ".join(f"`{t.config.describe()}` {t.status}" + _fmt(t.released_pgr) for t in tried[-8:]),

@@ -85,12 +85,10 @@ def to_recipe(cfg: Config) -> Config | None:
 
 
 def valid(cfg: Config, max_cost: int = 2) -> bool:
-    """Within the recipe's limits and the researcher's cost cap; a gated recipe trains no student, so
-    student knobs beside ``prior_gate`` would only make duplicates of it."""
+    """Within the recipe's limits and the researcher's cost cap. (A gated recipe gates a trained
+    student, so its student knobs combine with ``prior_gate`` like any others.)"""
     p = cfg.kwargs
     if cfg.method == "recipe" and any(k not in RECIPE_DEFAULTS for k in p):
-        return False
-    if cfg.method == "recipe" and p.get("prior_gate") and any(k in recipe.TRAINING_KNOBS for k in p):
         return False
     return cfg.cost() <= max_cost
 

@@ -157,6 +157,7 @@ def testbed_info(env: AgentEnv) -> dict:
         "description": meta.get("description"),
         "sizes": meta.get("sizes"),
         "teacher_seeds": meta.get("seeds"),
+        "teacher_splits": meta.get("teacher_splits", ["train_unlabel", "dev", "test"]),
         "strong_train": meta.get("strong_train"),
         "methods": methods,
         "notes": "Methods predict P(label=1). Write your own as a .py file in your workspace (NAME, "
@@ -197,9 +198,11 @@ def run_experiment(
     with_run: str | None = None,
 ) -> dict:
     """Run a method on your machine on the unlabelled inputs and predict dev and/or test, for each seed
-    (each seed uses that seed's teacher). Returns a run id (for `submit`) and diagnostics that need no
-    ground truth: agreement with the teacher, label balance, confidence histogram, agreement between
-    seeds, agreement with the strong model's zero-shot prior, and run time. Hung runs are killed."""
+    (each seed uses that seed's teacher; teacher outputs exist for train_unlabel only). A fixed 10% slice
+    of train_unlabel is held out from the method and predicted too. Returns a run id (for `submit`) and
+    diagnostics that need no ground truth: agreement with the teacher on that held-out slice, label
+    balance, confidence histogram, agreement between seeds, agreement with the strong model's zero-shot
+    prior, and run time. Hung runs are killed."""
     if method.endswith(".py"):
         method = str(env.path_in_workspace(method))
     seeds = seeds or [0]
@@ -207,31 +210,35 @@ def run_experiment(
     out = res.summary()
     if res.probs:
         probs, used = list(res.probs), list(res.seeds[: len(res.probs)])
+        held = list(res.holdout_probs)
         if with_run:
-            for seed, p in _earlier_run(env, with_run, res.splits):
+            for seed, p, h in _earlier_run(env, with_run, res.splits):
                 if seed not in used:
                     probs.append(p)
+                    held.append(h)
                     used.append(seed)
         ids = [i for s in res.splits for i in env.split_ids(s)]
         prior = env.prior() if Path(method).stem != "zero_shot" else None
-        out["diagnostics"] = diagnostics(probs, [env.teacher(s) for s in used], ids, res.seconds, prior)
+        teachers = [env.teacher(s) for s in used] if all(held) else None
+        out["diagnostics"] = diagnostics(probs, ids, res.seconds, prior, held, teachers)
         out["diagnostics"]["seeds"] = used
         (env.runner.runs_dir / res.run_id / "diagnostics.json").write_text(json.dumps(out["diagnostics"]))
     return out
 
 
-def _earlier_run(env: AgentEnv, run_id: str, splits: list[str]) -> list[tuple[int, dict]]:
+def _earlier_run(env: AgentEnv, run_id: str, splits: list[str]) -> list[tuple[int, dict, dict]]:
     run_dir = env.runner.runs_dir / run_id
     if "/" in run_id or not (run_dir / "request.json").exists():
         raise ToolError(f"unknown run '{run_id}'")
     req = json.loads((run_dir / "request.json").read_text())
     if req["splits"] != list(splits):
         raise ToolError(f"run {run_id} predicted {req['splits']}, not {list(splits)}")
-    return [
-        (seed, json.loads((run_dir / f"s{seed}.json").read_text())["probs"])
+    blobs = [
+        (seed, json.loads((run_dir / f"s{seed}.json").read_text()))
         for seed in req["seeds"]
         if (run_dir / f"s{seed}.json").exists()
     ]
+    return [(seed, b["probs"], b.get("holdout_probs") or {}) for seed, b in blobs]
 
 
 # -- submissions -----------------------------------------------------------------------------------

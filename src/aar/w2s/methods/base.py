@@ -8,14 +8,17 @@ A method is one Python module (or one user file) defining:
     def run(ctx: MethodContext, **params) -> numpy array of P(label=1), one per ctx.predict_inputs
 
 The context carries everything a method may use and nothing it may not: unlabelled inputs, the
-weak teacher's outputs, fresh copies of the strong base model, a seed and a budget. There is no
-path from it to any ground-truth label.
+weak teacher's outputs on ``train_unlabel`` (the original study's protocol: teacher labels exist for
+the unlabelled training split only; a testbed's ``teacher_on_test`` option also exposes dev/test),
+fresh copies of the strong base model from a plain checkpoint loader, a seed and a budget. There is
+no path from it to any ground-truth label: the harness builds it from a label-free public view
+(:class:`aar.w2s.public.PublicTestbed`), never from the labelled testbed object.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,18 +32,33 @@ class MethodError(ValueError):
     """A method is unknown, malformed, was given bad parameters, or returned bad predictions."""
 
 
+TRAIN_ONLY = "train_unlabel inputs only (the original study's protocol; the testbed option teacher_on_test "
+TRAIN_ONLY += "also exposes dev and test)"
+
+
 @dataclass(frozen=True)
 class TeacherOutputs:
-    """The weak teacher's P(label=1) on unlabelled, dev and test inputs, keyed by example id."""
+    """The weak teacher's P(label=1), keyed by example id.
+
+    ``scope`` says which inputs the outputs cover; asking for any other example is a
+    :class:`MethodError` naming it (by default methods get ``train_unlabel`` outputs only).
+    """
 
     probs: dict[str, float]
+    scope: str = "the inputs it was given"
 
     def of(self, examples: Sequence[Example]) -> np.ndarray:
         """Teacher probabilities for ``examples``, in order."""
         try:
             return np.array([self.probs[e.id] for e in examples], dtype=float)
         except KeyError as e:
-            raise MethodError(f"the teacher has no output for example {e.args[0]}") from None
+            raise MethodError(
+                f"the weak teacher has no output for example {e.args[0]}: its outputs cover {self.scope}"
+            ) from None
+
+    def restricted(self, ids: Iterable[str], scope: str) -> TeacherOutputs:
+        """The outputs for ``ids`` only (those the teacher has)."""
+        return TeacherOutputs({i: self.probs[i] for i in ids if i in self.probs}, scope)
 
 
 @dataclass(frozen=True)
@@ -58,8 +76,8 @@ class MethodContext:
     unlabelled: list[Example]  # the train_unlabel split, labels stripped
     dev: list[Example]
     predict_inputs: list[Example]  # what to return probabilities for (test and/or dev)
-    teacher: TeacherOutputs
-    new_strong_model: Callable[[], JudgeModel]
+    teacher: TeacherOutputs  # train_unlabel outputs (dev/test too only under teacher_on_test)
+    new_strong_model: Callable[[], JudgeModel]  # a plain checkpoint loader, never a testbed's method
     train_config: TrainConfig
     seed: int = 0
     budget: Budget = field(default_factory=Budget)

@@ -14,12 +14,13 @@ ingredients, in the order they apply:
 7. ``ensemble``: average the log-odds of that many students (different shuffles and seeds);
 8. ``post_prior``: add that multiple of the strong model's zero-shot log-odds at prediction time.
 
-``prior_gate`` (selective elicitation) replaces all of that: no student is trained; each input is
-predicted by the strong prior where the prior is confident, and by the fused targets of step 1
-(the teacher, plus ``prior_weight`` times the prior) on the ``prior_gate`` share of inputs where it
-is least confident (the threshold is that quantile of the prior's |log-odds| on the unlabelled
-inputs). It fits domains where the prior is sharp on what it knows and systematically misled where
-it is unsure, and the teacher is the better guess there.
+``prior_gate`` (selective elicitation) then gates the student: each input is predicted by the strong
+prior where the prior is confident, and by the student trained as above (on the fused targets of
+step 1) on the ``prior_gate`` share of inputs where the prior is least confident (the threshold is
+that quantile of the prior's |log-odds| on the unlabelled inputs). It fits domains where the prior is
+sharp on what it knows and systematically misled where it is unsure. It uses no teacher output on
+test inputs: under the original protocol the teacher labels ``train_unlabel`` only, so the gate's
+fallback is a trained student, not a test-time ensemble with the weak model.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ DESCRIPTION = (
     "Composable recipe: teacher targets fused with the strong prior (prior_weight), hard or soft, "
     "confidence filtering (keep) and reweighting (weight_power), aux confidence loss (aux_alpha), "
     "curriculum, self-training (rounds), student ensembles, prior mixing at prediction (post_prior), "
-    "or, with prior_gate, no student: the prior where it is confident, the fused targets elsewhere."
+    "and prior_gate: the prior where it is confident, the trained student elsewhere."
 )
 PARAMS = {
     "soft": False,
@@ -56,7 +57,7 @@ PARAMS = {
     "post_prior": 0.0,
     "prior_gate": 0.0,
 }
-# knobs of the student, which prior_gate does without
+# knobs of the student (prior_gate gates a student trained with them)
 TRAINING_KNOBS = (
     "soft",
     "keep",
@@ -92,14 +93,12 @@ def prior_logits(model: JudgeModel, examples: list[Example]) -> np.ndarray:
     return z
 
 
-def gated(ctx: MethodContext, share: float, temperature: float, prior_weight: float) -> np.ndarray:
-    """Selective elicitation: the prior where it is confident, fused teacher targets on the ``share``
-    of inputs where it is least confident (threshold taken on the unlabelled inputs, not the test)."""
-    base = ctx.strong_model()
+def gate(base: JudgeModel, ctx: MethodContext, share: float, student_probs: np.ndarray) -> np.ndarray:
+    """Selective elicitation: the prior where it is confident, ``student_probs`` on the ``share`` of
+    inputs where it is least confident (threshold taken on the unlabelled inputs, not the test)."""
     threshold = np.quantile(np.abs(prior_logits(base, ctx.unlabelled)), share)
     z = prior_logits(base, ctx.predict_inputs)
-    fused = logit(ctx.teacher.of(ctx.predict_inputs)) / temperature + prior_weight * z
-    return sigmoid(np.where(np.abs(z) >= threshold, z, fused))
+    return sigmoid(np.where(np.abs(z) >= threshold, z, logit(student_probs)))
 
 
 def _check(
@@ -151,9 +150,7 @@ def run(
     """Train the composed recipe and return P(label=1) on ``ctx.predict_inputs``."""
     _check(temperature, keep, self_keep, rounds, ensemble, prior_gate)
     xs = ctx.unlabelled
-    if prior_gate:
-        return gated(ctx, prior_gate, temperature, prior_weight)
-    base = ctx.strong_model() if (prior_weight or post_prior) else None
+    base = ctx.strong_model() if (prior_weight or post_prior or prior_gate) else None
     fused = logit(ctx.teacher.of(xs)) / temperature
     if prior_weight:
         fused = fused + prior_weight * prior_logits(base, xs)
@@ -182,8 +179,9 @@ def run(
             )
         probs = predict_proba(model, ctx.predict_inputs)
         if ensemble == 1 and not post_prior:
-            return probs  # exactly the student's output (vanilla when every ingredient is off)
+            # exactly the student's output (vanilla when every ingredient is off)
+            return gate(base, ctx, prior_gate, probs) if prior_gate else probs
         out += logit(probs) / ensemble
     if post_prior:
         out = out + post_prior * prior_logits(base, ctx.predict_inputs)
-    return sigmoid(out)
+    return gate(base, ctx, prior_gate, sigmoid(out)) if prior_gate else sigmoid(out)

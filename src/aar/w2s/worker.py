@@ -1,0 +1,221 @@
+"""One experiment (a method over seeds) on a public view, in a child process: ``python -m aar.w2s.worker``.
+
+``REQ`` is a JSON file with ``view``, ``method`` (a shipped name or a ``.py`` path), ``params``,
+``seeds``, ``splits``, ``out_dir`` and optionally ``holdout`` (a share of ``train_unlabel`` held out
+for diagnostics, see :func:`aar.w2s.experiment.holdout_ids`). Each seed's predictions are written to
+``out_dir/s<seed>.json`` as soon as they exist; errors go to ``out_dir/error.txt``.
+
+Why a child process: a method file is untrusted code. The child loads only the label-free public view
+(inputs, the teacher's ``train_unlabel`` outputs, the strong checkpoint), so nothing in its memory
+holds a label, whatever the method walks (``gc.get_objects()``, bound methods, module globals). Agents'
+experiments start it inside their own sandbox (:class:`aar.agents.experiments.ExperimentRunner`);
+:func:`run_isolated` starts it for the operator's tools (``aar baseline --methods file.py``, audits) in
+a fresh bubblewrap sandbox that sees only the view and the method file, or, where bubblewrap is
+unavailable, as a plain child process with a clean environment (no labels in memory, but files the
+invoking user can read are readable: say so loudly).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ISOLATION_UID = 64900  # the unprivileged uid of operator-side method sandboxes (below the agents' range)
+
+
+def main(request_path: str) -> int:
+    """Run the request; exit 0 on success, 1 on a method error."""
+    import torch
+
+    torch.set_num_threads(1)
+    from aar.w2s.data import write_json_atomic
+    from aar.w2s.experiment import run_method
+    from aar.w2s.methods.registry import get_method
+    from aar.w2s.public import load_public_view
+
+    req = json.loads(Path(request_path).read_text())
+    out = Path(req["out_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        view = load_public_view(Path(req["view"]))
+        method = get_method(req["method"])
+        for seed in req["seeds"]:
+            run = run_method(
+                view,
+                method,
+                int(seed),
+                req.get("params") or {},
+                tuple(req["splits"]),
+                holdout=float(req.get("holdout") or 0.0),
+            )
+            write_json_atomic(
+                out / f"s{seed}.json",
+                {
+                    "seed": seed,
+                    "params": run.params,
+                    "seconds": run.seconds,
+                    "probs": run.probs,
+                    "holdout_probs": run.holdout_probs,
+                },
+            )
+    except Exception as e:
+        (out / "error.txt").write_text(f"{type(e).__name__}: {e}\n\n{traceback.format_exc()[-3000:]}")
+        return 1
+    return 0
+
+
+@dataclass
+class IsolatedRun:
+    """What :func:`run_isolated` brings back: per-seed results (``probs``, ``params``, ``seconds``)."""
+
+    runs: list[dict]
+    isolation: str  # "bwrap" or "process" (no bubblewrap here: a child process, no file isolation)
+    error: str | None = None
+    log_tail: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Every seed finished and nothing failed."""
+        return self.error is None
+
+
+def run_isolated(
+    view: Path,
+    method: str,
+    seeds: Sequence[int],
+    params: dict | None = None,
+    splits: Sequence[str] = ("test",),
+    *,
+    sandbox: bool | None = None,
+    timeout_s: float = 1800.0,
+    memory_mb: int = 4096,
+    audit=None,
+) -> IsolatedRun:
+    """Run ``method`` (a shipped name or a ``.py`` file) over the public ``view`` in a child process.
+
+    With ``sandbox`` None (default) the child runs in a bubblewrap sandbox when one works here and as
+    a plain child process otherwise (logged as a warning, reported as ``isolation="process"``); True
+    requires the sandbox (raises :class:`aar.sandbox.SandboxUnavailable`), False never uses it. The
+    sandbox sees the view (read-only), a copy of the method file and an output folder; nothing else
+    of the host (no ``AAR_HOME``, no testbed cache, no network).
+    """
+    from aar.sandbox import (
+        Limits,
+        SandboxSpec,
+        SandboxUnavailable,
+        check_bubblewrap,
+        prepare_workspace,
+        read_workspace_file,
+        run_sandboxed,
+    )
+
+    view = Path(view).resolve()
+    uid = ISOLATION_UID if os.geteuid() == 0 else os.getuid()
+    use_sandbox = sandbox
+    if use_sandbox is None or use_sandbox:
+        support = check_bubblewrap(uid if os.geteuid() == 0 else 65534)
+        if not support.available:
+            if use_sandbox:
+                raise SandboxUnavailable(support.banner())
+            log.warning("%s: running method %s as a plain child process", support.banner(), method)
+        use_sandbox = support.available
+    tmp_root = Path(tempfile.mkdtemp(prefix="aar-method-"))
+    try:
+        os.chmod(tmp_root, 0o755)
+        ws = tmp_root / "ws"
+        if use_sandbox:
+            prepare_workspace(ws, uid)
+        else:
+            ws.mkdir()
+        name = method
+        if method.endswith(".py"):
+            src = Path(method)
+            if not src.is_file():
+                return IsolatedRun([], "none", f"method file {src} does not exist")
+            (ws / "method").mkdir()
+            shutil.copyfile(src, ws / "method" / src.name)
+            os.chmod(ws / "method", 0o755)
+            os.chmod(ws / "method" / src.name, 0o644)
+            name = str(ws / "method" / src.name)
+        req = {
+            "view": str(view),
+            "method": name,
+            "params": params or {},
+            "seeds": [int(s) for s in seeds],
+            "splits": list(splits),
+            "out_dir": str(ws / "out"),
+        }
+        (ws / "request.json").write_text(json.dumps(req))
+        os.chmod(ws / "request.json", 0o644)
+        argv = [sys.executable, "-m", "aar.w2s.worker", str(ws / "request.json")]
+        if use_sandbox:
+            spec = SandboxSpec(
+                workspace=ws,
+                readonly=[view],
+                env={"OMP_NUM_THREADS": "1"},
+                limits=Limits(
+                    memory_mb=memory_mb,
+                    cpu_seconds=timeout_s,
+                    wall_seconds=timeout_s,
+                    disk_mb=256,
+                ),
+                uid=uid,
+                gid=uid,
+            )
+            res = run_sandboxed(argv, spec, audit=audit, label=f"method/{Path(method).name}")
+            code, tail = res.returncode, (res.stdout + res.stderr)[-3000:]
+            killed = res.killed_reason
+
+            def read(rel: str) -> str | None:
+                try:
+                    return read_workspace_file(ws, rel).decode()
+                except FileNotFoundError:
+                    return None
+
+        else:
+            env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME", "TMPDIR")}
+            try:
+                proc = subprocess.run(
+                    argv, cwd=ws, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                    timeout=timeout_s,
+                )
+                code, tail, killed = proc.returncode, (proc.stdout + proc.stderr)[-3000:], None
+            except subprocess.TimeoutExpired:
+                code, tail, killed = -9, "", "wall"
+
+            def read(rel: str) -> str | None:
+                f = ws / rel
+                return f.read_text() if f.is_file() and not f.is_symlink() else None
+
+        runs = []
+        for seed in seeds:
+            blob = read(f"out/s{int(seed)}.json")
+            if blob is None:
+                break
+            runs.append(json.loads(blob))
+        error = None
+        if killed:
+            error = f"the method's process was killed (limit: {killed})"
+        elif read("out/error.txt"):
+            error = read("out/error.txt")[:3000]
+        elif code != 0 or len(runs) != len(seeds):
+            error = f"the method's process exited with status {code}: {tail}"
+        return IsolatedRun(runs, "bwrap" if use_sandbox else "process", error, tail)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
