@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -116,6 +117,50 @@ def test_kill_9_mid_stream_then_restart(tmp_path):
                 assert agent.leaderboard("crashbed").rows[0].accuracy == 1.0
             audited = admin2.audit_log(actor="agent:crasher", limit=200).total
             assert audited >= len(all_ids)
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_kill_9_during_an_upload_leaves_no_temp_file(tmp_path):
+    port = _port()
+    proc = _start(tmp_path, port)
+    uploads = tmp_path / "artifacts"
+    sent_first = threading.Event()
+    release = threading.Event()
+
+    def body():
+        yield b"x" * 1000
+        sent_first.set()
+        release.wait(30)  # hold the upload open until the server is killed
+        yield b"y"
+
+    def upload() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(
+                f"http://127.0.0.1:{port}/v1/artifacts",
+                content=body(),
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                timeout=30,
+            )
+
+    t = threading.Thread(target=upload)
+    t.start()
+    try:
+        assert sent_first.wait(30)
+        deadline = time.monotonic() + 30
+        while not list(uploads.glob(".upload-*")):
+            assert time.monotonic() < deadline, "the upload's temp file never appeared"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        release.set()
+        t.join(30)
+    assert list(uploads.glob(".upload-*"))  # what the killed upload left behind
+    proc = _start(tmp_path, port)
+    try:
+        assert not list(uploads.glob(".upload-*"))
     finally:
         proc.kill()
         proc.wait(10)
