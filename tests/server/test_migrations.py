@@ -32,8 +32,36 @@ def _check(url: str) -> None:
                 conn.execute(text(stmt))
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar() == 1
+        _audits_append_only(engine)
     finally:
         engine.dispose()
+
+
+def _audits_append_only(engine) -> None:
+    """Audit verdicts (migration 0002) are append-only too; new columns have their defaults."""
+    rows = [
+        "INSERT INTO agents (id, name, token_sha256, created_at, n_submissions) VALUES (1, 'a', 't', 0, 0)",
+        "INSERT INTO testbeds (id, description, n_test, n_public, n_private, bundle_sha256, "
+        "weak_public, weak_private, ceiling_public, ceiling_private, created_at) "
+        "VALUES ('tb', '', 2, 1, 1, 's', 0.5, 0.5, 0.9, 0.9, 0)",
+        "INSERT INTO artifacts (sha256, size, name, kind, created_at) VALUES ('h', 1, 'n', 'code', 0)",
+        "INSERT INTO submissions (id, agent_id, testbed_id, artifact_sha256, method, description, "
+        "created_at, predictions, public_acc, private_acc, public_pgr, private_pgr, released_acc, "
+        "released_pgr, improved) VALUES (1, 1, 'tb', 'h', 'm', '', 0, :blob, 0.5, 0.5, 0, 0, 0.5, 0, :t)",
+        "INSERT INTO audits (submission_id, verdict, reasons, figures, checks, created_at) "
+        "VALUES (1, 'ok', '[]', '{}', '{}', 0)",
+    ]
+    with engine.begin() as conn:
+        for stmt in rows:
+            conn.execute(text(stmt), {"blob": b"\0" * 16, "t": True} if ":blob" in stmt else {})
+    with engine.connect() as conn:
+        flags = conn.execute(text("SELECT flags FROM submissions")).scalar()
+        assert flags in ("[]", [])
+        n_final, teacher_on_test = conn.execute(text("SELECT n_final, teacher_on_test FROM testbeds")).one()
+        assert n_final == 0 and not teacher_on_test
+    for stmt in ("UPDATE audits SET verdict = 'disqualified'", "DELETE FROM audits"):
+        with pytest.raises(DBAPIError), engine.begin() as conn:
+            conn.execute(text(stmt))
 
 
 def test_sqlite_schema(tmp_path):
