@@ -238,9 +238,14 @@ def create_agent(
     from aar.server import ops
     from aar.server.db import Database, migrate
 
+    from aar.server.errors import ApiError
+
     url = db_url or f"sqlite:///{_data_dir(data_dir) / 'server.db'}"
     migrate(url)
-    _, token = ops.create_agent(Database(url), name, budget_per_hour, budget_total)
+    try:
+        _, token = ops.create_agent(Database(url), name, budget_per_hour, budget_total)
+    except ApiError as e:  # reserved, malformed or existing name
+        _fail(e.message)
     typer.echo(token)
 
 

@@ -134,3 +134,13 @@ def test_workers_die_with_a_killed_serve_process(tmp_path):
         for pid in children:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_cli_create_agent_refuses_reserved_and_malformed_names(tmp_path):
+    runner = CliRunner()
+    for name in ("admin", "Root", "sys-tem", "a b", "x\x1by"):
+        res = runner.invoke(app, ["server", "create-agent", name, "--data-dir", str(tmp_path)])
+        text = res.output + (res.stderr if res.stderr_bytes is not None else "")
+        assert res.exit_code == 2 and "error:" in text and "Traceback" not in text, (name, text)
+    res = runner.invoke(app, ["server", "create-agent", "alice", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 0 and res.output.strip().startswith("aar_")

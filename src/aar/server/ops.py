@@ -25,6 +25,7 @@ RESERVED_NAMES = frozenset(
     }
 )  # fmt: skip
 _SEPARATORS = re.compile(r"[-_.]+")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # as schemas.Name: the API's AgentCreate checks it too
 
 
 def reserved_name(name: str) -> bool:
@@ -42,6 +43,8 @@ def create_agent(
 
     Reserved names (:func:`reserved_name`) are refused with 422; an existing name (any case) with 409.
     """
+    if not NAME_PATTERN.match(name):
+        raise ApiError(422, "invalid_name", "agent names are 1-64 letters, digits, '_', '.' or '-'")
     if reserved_name(name):
         raise ApiError(422, "reserved_name", f"the name {name!r} is reserved; choose another")
     token = new_token()
