@@ -141,3 +141,23 @@ def test_halves_depend_on_the_key_only_through_the_hmac():
     arrays = build_arrays(bundle, KEY)
     assert np.array_equal(arrays.public, a)
     assert arrays.final_ids == sorted(bundle.final_labels) and arrays.weak_final < arrays.ceiling_final
+
+
+def test_missing_vault_file_is_a_clear_error(tmp_path):
+    """A testbed row whose bundle is not in this data dir (a database shared with another data dir)."""
+    from aar.server.db import Database, migrate
+    from aar.server.errors import ApiError
+    from aar.server.vault import VaultCache, register
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    migrate(url)
+    db = Database(url)
+    try:
+        bundle = make_bundle(n=60, seed=35)
+        register(db, tmp_path / "one", bundle)
+        assert VaultCache(db, tmp_path / "one").get(bundle.testbed_id).final_ids
+        with pytest.raises(ApiError) as e:
+            VaultCache(db, tmp_path / "other").get(bundle.testbed_id)
+        assert e.value.status == 503 and e.value.code == "vault_unavailable"
+    finally:
+        db.dispose()

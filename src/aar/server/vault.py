@@ -336,7 +336,18 @@ class VaultCache:
                 row = s.scalar(select(Testbed).where(Testbed.id == testbed_id))
             if row is None:
                 raise ApiError(404, "unknown_testbed", f"no testbed with id {testbed_id!r}")
-            bundle = VaultBundle.load(_bundle_path(self.data_dir, row.id, row.bundle_sha256))
+            path = _bundle_path(self.data_dir, row.id, row.bundle_sha256)
+            try:
+                bundle = VaultBundle.load(path)
+            except (OSError, ValueError) as e:  # another data dir's database, or an old bundle format
+                raise ApiError(
+                    503,
+                    "vault_unavailable",
+                    f"the ground truth of testbed {testbed_id!r} is missing or unreadable in this server's "
+                    "data dir (is the database shared with another data dir, or the bundle from an older "
+                    "format?); re-register the testbed",
+                    {"reason": type(e).__name__},
+                ) from None
             arrays = build_arrays(bundle, self.key)
             self._arrays[testbed_id] = arrays
             return arrays
