@@ -71,7 +71,7 @@ class CampaignOptions:
     llm: dict = field(default_factory=dict)  # LLM loop settings (aar.agents.llm.campaign)
     unsafe_no_sandbox: bool = False
     experiment_timeout_s: float = 300.0  # many agents share few cores: runs are slower than alone
-    teacher_seeds: int = 3
+    teacher_seeds: int = 5  # teacher seeds in the public view and reference seeds of the bundle
     baselines: list[str] | None = None  # None: every shipped method
     agent_command: list[str] | None = None  # replaces the agent process (tests, custom backends)
     researcher: dict = field(default_factory=dict)  # ResearcherSettings overrides
