@@ -161,3 +161,34 @@ def test_missing_vault_file_is_a_clear_error(tmp_path):
         assert e.value.status == 503 and e.value.code == "vault_unavailable"
     finally:
         db.dispose()
+
+
+def test_fixed_ladder_stays_available(tmp_path):
+    """``ladder="fixed"``: the margin is 1/sqrt(n_public) and releases sit on its grid."""
+    from .conftest import settings_for
+    from .helpers import ServerThread
+
+    srv = ServerThread(settings_for(tmp_path, None, ladder="fixed")).start()
+    try:
+        admin = srv.client()
+        bundle = make_bundle(n=400, seed=36)
+        admin.register_testbed(bundle)
+        agent = srv.client(admin.create_agent("fixed-ladder").token)
+        sha = agent.upload_artifact(b"m").sha256
+        truth = labels_of(bundle)
+        halves = halves_of(tmp_path, bundle)
+        pub = sorted(k for k in truth if halves[k] == "public")
+        base = {k: float(truth[k]) for k in truth}
+        for k in pub[:60]:
+            base[k] = 1.0 - base[k]
+        first = agent.submit(bundle.testbed_id, base, sha)
+        margin = 1 / np.sqrt(200)
+        assert first.public.margin == pytest.approx(margin)
+        steps = (1 - first.public.accuracy) / margin
+        assert abs(steps - round(steps)) < 1e-9
+        small = agent.submit(bundle.testbed_id, {**base, **{k: float(truth[k]) for k in pub[:10]}}, sha)
+        assert not small.public.improved  # +0.05 < margin 0.071
+        agent.close()
+        admin.close()
+    finally:
+        srv.stop()
