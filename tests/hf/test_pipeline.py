@@ -109,6 +109,8 @@ def test_every_shipped_method_runs_on_an_imported_testbed(tmp_path, tiny_llama, 
         weak_train=fast, strong_train=fast, model_settings={"max_length": 64, "lora": {"rank": 4}},
     )  # fmt: skip
     for name, method in builtin_methods().items():
+        if name == "weak":  # the harness's reference: no teacher outputs on dev/test by default
+            continue
         run = run_method(tb, method, seed=0, splits=("dev", "test"))
-        assert len(run.probs) == 24, name
+        assert len(run.probs) == tb.dataset.sizes()["dev"] + tb.dataset.sizes()["test"], name
         assert all(0.0 <= p <= 1.0 for p in run.probs.values()), name
