@@ -25,6 +25,7 @@ version 1) are adopted instead of retrained.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -252,6 +253,25 @@ def build_testbed(
     reproductions of a known draw); otherwise a new one comes from :func:`secrets.token_bytes`.
     """
     final = testbed_dir(spec, home)
+    if (final / "COMPLETE").exists() and not (force or new_draw) and salt is None:
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # one builder at a time: a second one waits and then finds the entry complete, so concurrent
+    # builders never replace each other's draw
+    with open(final.parent / f".{final.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(spec, home, final, progress, force, new_draw, salt)
+
+
+def _build_locked(
+    spec: TestbedSpec,
+    home: Path,
+    final: Path,
+    progress: Progress | None,
+    force: bool,
+    new_draw: bool,
+    salt: bytes | None,
+) -> Path:
     complete = (final / "COMPLETE").exists()
     if complete and not (force or new_draw) and (salt is None or read_salt(final) == salt):
         return final
