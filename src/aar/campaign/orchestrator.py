@@ -74,6 +74,8 @@ class CampaignOptions:
     teacher_seeds: int = 5  # teacher seeds in the public view and reference seeds of the bundle
     baselines: list[str] | None = None  # None: every shipped method
     agent_command: list[str] | None = None  # replaces the agent process (tests, custom backends)
+    # per agent index ("3"): replaces that agent's process only (e.g. planted agents among researchers)
+    agent_commands: dict[str, list[str]] = field(default_factory=dict)
     researcher: dict = field(default_factory=dict)  # ResearcherSettings overrides
     researcher_kind: str = "offline"  # offline, or a control researcher: random, tuned (aar.agents.controls)
     grace_seconds: float = 15.0  # past its wall budget an agent is killed whatever it is doing
@@ -269,7 +271,7 @@ class Campaign:
             socket=Path(self.state.server["socket"]),
             env={"AAR_TOKEN": a.token, "AAR_SERVER_SOCKET": self.state.server["socket"]},
             wall_seconds=left,
-            argv=list(self.opts.agent_command or []),
+            argv=list(self.opts.agent_commands.get(str(a.index)) or self.opts.agent_command or []),
         )
         self.handles[a.name] = self.launcher.start(launch)
         a.status, a.pid, a.stop_reason = "running", self.handles[a.name].pid, None
