@@ -591,5 +591,32 @@ def audit_cmd(
     typer.echo(f"audited {len(audits)} submissions: {summary}")
 
 
+@app.command("compare")
+def compare_cmd(
+    dir: str = typer.Argument(..., help="The campaign whose headline is compared (audited)."),
+    control: list[str] = typer.Option(
+        ..., "--control", help="An audited control campaign (aar campaign --researcher random|tuned)."
+    ),
+) -> None:
+    """Paired test, on the final split, of a campaign's headline against control campaigns' headlines;
+    writes DIR/controls.json and adds a Controls section to DIR's report."""
+    from aar.audit.compare import CompareError, compare_campaigns
+    from aar.campaign.report import report_dir
+
+    try:
+        out = compare_campaigns(dir, control)
+        report_dir(dir)
+    except (CompareError, FileNotFoundError) as e:
+        _fail(str(e))
+    m = out["main"]["final_pgr"]
+    typer.echo(f"{dir}: headline final PGR {m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]")
+    for c in out["controls"]:
+        d, f = c["main_minus_control"], c["final_pgr"]
+        typer.echo(
+            f"  vs {c['researcher']} control {c['dir']}: its headline {f['mean']:.3f}; difference "
+            f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], one-sided p {d['p_greater']:.3g}"
+        )
+
+
 if __name__ == "__main__":
     app()

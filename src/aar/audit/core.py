@@ -229,10 +229,26 @@ def audit_testbed(
             "code_dir": str(p.code_dir), "record": rec, "created_at": time.time(),
         })
         write_local(out_dir / "audits", audit)
+        _save_runs(out_dir / "runs", p)
         say(f"  #{t.submission_id} {t.agent} {t.method}: {audit['verdict']}"
             + (f" ({'; '.join(audit['reasons'])[:200]})" if audit["reasons"] else ""))
         done.append(audit)
     return done
+
+
+def _save_runs(folder: Path, p: _Plan) -> None:
+    """The audited runs' predictions at the hidden seeds (test and final inputs), for paired comparisons
+    of headlines across campaigns (:mod:`aar.audit.compare`); operator-side, never shown to agents."""
+    kinds = sorted(k for k in p.runs if k.startswith("seed") and p.results.get(k) and p.results[k].ok)
+    if not kinds:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    blob = {"submission_id": p.target.submission_id, "seeds": [p.runs[k][1] for k in kinds],
+            "probs": [p.results[k].probs for k in kinds]}
+    path = folder / f"{p.target.submission_id}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(blob))
+    tmp.replace(path)
 
 
 def _run_all(jobs: list[tuple[_Plan, str]], work: Path, cfg: AuditConfig, progress: bool, audit_log) -> None:

@@ -83,6 +83,8 @@ def augment(data: dict, directory: Path, admin: Client | None) -> dict:
     audits = load(directory, admin, data["testbed"])
     gen = Path(directory) / "audit" / "generalisation.json"
     data["generalisation"] = json.loads(gen.read_text()) if gen.exists() else None
+    controls = Path(directory) / "controls.json"  # written by `aar compare` (aar.audit.compare)
+    data["controls"] = json.loads(controls.read_text()) if controls.exists() else None
     if not audits:
         data["audit"] = None
         return data

@@ -233,6 +233,9 @@ def render(data: dict, admin: Client, state: CampaignState, top: int = 3) -> str
             f"{priv} | {a['submissions']} | {a['agent_hours']:.3f} |"
         )
     lines += ["", *audit_report.section(data)]
+    from aar.audit.compare import controls_lines
+
+    lines += controls_lines(data.get("controls"))
     lines += [
         "",
         "## Shipped baselines (same private half, over seeds)",
