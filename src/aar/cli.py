@@ -237,7 +237,6 @@ def create_agent(
     """Create an agent credential and print its token (shown once)."""
     from aar.server import ops
     from aar.server.db import Database, migrate
-
     from aar.server.errors import ApiError
 
     url = db_url or f"sqlite:///{_data_dir(data_dir) / 'server.db'}"
