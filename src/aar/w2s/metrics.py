@@ -107,6 +107,18 @@ def _seed_var(values: np.ndarray) -> tuple[float, int]:
     return float(np.var(values, ddof=1)) / values.size, values.size - 1
 
 
+def _robust_var(boot: np.ndarray) -> float:
+    """Variance of a bootstrap distribution from its central 68% (half the 16-84% range, squared).
+
+    PGR is a ratio: on a small sample, resamples where the weak-ceiling gap nearly vanishes give a few
+    huge values that would blow up a plain variance; for a normal distribution both agree.
+    """
+    if boot.size < 2:
+        return 0.0
+    lo, hi = np.quantile(boot, [0.15865, 0.84135])
+    return float((hi - lo) / 2.0) ** 2
+
+
 def _combined(
     mean: float, seed_parts: list[tuple[float, int]], boot: np.ndarray, level: float
 ) -> tuple[float, float, float, float]:
@@ -115,7 +127,7 @@ def _combined(
     ``seed_parts`` are (variance, degrees of freedom) pairs; the example bootstrap's variance is
     taken to have infinite degrees of freedom (thousands of draws). Welch-Satterthwaite joins them.
     """
-    var_ex = float(np.var(boot, ddof=1)) if boot.size > 1 else 0.0
+    var_ex = _robust_var(boot)
     var = var_ex + sum(v for v, _ in seed_parts)
     if var <= 0.0:
         return mean, mean, 0.0, math.inf
