@@ -343,12 +343,18 @@ class Client:
         )
 
     def admin_evaluate(
-        self, testbed_id: str, runs: list[Mapping[str, float]], compare_to: str | None = None
+        self,
+        testbed_id: str,
+        runs: list[Mapping[str, float]],
+        compare_to: str | None = None,
+        compare_runs: list[Mapping[str, float]] | None = None,
     ) -> EvaluateOut:
         """Score 1-20 runs (each {id: p} over every test id and every final id) on the public and
         private halves and the final split, with PGR intervals and an optional paired comparison
-        against a reference or ``"best_baseline"`` (admin; nothing is stored)."""
-        body = {"testbed_id": testbed_id, "runs": [dict(r) for r in runs], "compare_to": compare_to}
+        against a reference, ``"best_baseline"``, or other runs (admin; nothing is stored)."""
+        body: dict = {"testbed_id": testbed_id, "runs": [dict(r) for r in runs], "compare_to": compare_to}
+        if compare_runs:
+            body["compare_runs"] = [dict(r) for r in compare_runs]
         return self._post(EvaluateOut, "/v1/admin/evaluate", body)
 
     def admin_predictions(self, submission_id: int) -> dict[str, float]:

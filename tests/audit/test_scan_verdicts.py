@@ -100,6 +100,12 @@ def test_hidden_seed_failures_disqualify():
 def test_teacher_independence_near_constant_and_scan_are_flags():
     v, reasons = decide(_checks(teacher_ablation={"ok": True, "private": _pgr(0.55, 0.4, 0.7)}), CFG)
     assert v == FLAGGED and reasons[0].startswith("teacher-independent")
+    # it survives, but the method is significantly better than its own teacher ablation: it uses the teacher
+    gain = {"reference": "compare_runs", "p_greater": 0.999, "diff": -0.2}
+    used = {"ok": True, "private": _pgr(0.55, 0.4, 0.7), "compare_private": gain}
+    assert decide(_checks(teacher_ablation=used), CFG)[0] == "ok"
+    no_gain = {**used, "compare_private": {**gain, "p_greater": 0.4}}
+    assert decide(_checks(teacher_ablation=no_gain), CFG)[0] == FLAGGED
     v, reasons = decide(_checks(flags=["near_constant"]), CFG)
     assert v == FLAGGED and "near-constant" in reasons[0]
     seeds = {"ok": True, "private": _pgr(0.1, -0.1, 0.3), "majority_share": 0.99, "above_ceiling_p": 0.9}

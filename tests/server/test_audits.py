@@ -59,6 +59,21 @@ def test_evaluate_every_split(harness):
     assert const.splits["private"].majority_share == 1.0 and const.splits["private"].compare is None
 
 
+def test_evaluate_compares_with_other_runs_paired_by_seed(harness):
+    bundle = harness.testbed(n=400, seed=22)
+    tid = bundle.testbed_id
+    good, worse = _runs(bundle, 0.9, 2, seed=1), _runs(bundle, 0.7, 2, seed=2)
+    out = harness.admin.admin_evaluate(tid, good, compare_runs=worse)
+    for split in out.splits.values():
+        assert split.compare.reference == "compare_runs" and split.compare.paired_seeds is True
+        assert split.compare.diff > 0 and split.compare.p_greater < 0.05  # two seeds: t with 1 df
+    unpaired = harness.admin.admin_evaluate(tid, good, compare_runs=worse[:1])
+    assert unpaired.splits["private"].compare.paired_seeds is False
+    with pytest.raises(ApiError) as e:
+        harness.admin.admin_evaluate(tid, good, compare_to="vanilla", compare_runs=worse)
+    assert e.value.status == 422 and e.value.code == "two_comparisons"
+
+
 def test_evaluate_refuses_bad_runs(harness):
     bundle = harness.testbed(n=100, seed=22)
     tid = bundle.testbed_id

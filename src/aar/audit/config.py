@@ -35,6 +35,9 @@ class AuditConfig:
         A randomly initialised strong model knows nothing about the world, so an honest method on
         it can at best imitate the teacher (PGR near 0); recovering half the gap with an interval
         clear of 0.1 means the answers come from somewhere other than the model.
+    teacher_gain_p: a surviving teacher ablation flags "teacher-independent" only when the method is not
+        significantly better than it (one-sided paired p >= this): the teacher then adds nothing we
+        can detect, whereas a significant supervision gain shows the method does use it.
     near_constant: share of the most common predicted label from which predictions count as
         near-constant (flag, as at scoring time).
     above_ceiling_p: one-sided p-value under which audited accuracy counts as above the ceiling.
@@ -48,6 +51,7 @@ class AuditConfig:
     reproduction_threshold: float = 0.97
     survive_ratio: float = 0.5
     survive_ci_low: float = 0.1
+    teacher_gain_p: float = 0.05
     near_constant: float = 0.95
     above_ceiling_p: float = 0.01
     timeout_s: float = 600.0

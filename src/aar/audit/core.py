@@ -76,8 +76,10 @@ def _plan(admin: Client, t: Target, views: AuditViews, cfg: AuditConfig, code_ro
     return p
 
 
-def _evaluate(admin: Client, testbed_id: str, runs: list[dict], compare: str | None = None) -> dict:
-    out = as_dict(admin.admin_evaluate(testbed_id, runs, compare_to=compare))
+def _evaluate(
+    admin: Client, testbed_id: str, runs: list[dict], compare: str | None = None, others: list | None = None
+) -> dict:
+    out = as_dict(admin.admin_evaluate(testbed_id, runs, compare_to=compare, compare_runs=others))
     return {k: (as_dict(v) if v is not None else None) for k, v in out["splits"].items()}
 
 
@@ -87,7 +89,11 @@ def _split_fig(splits: dict | None, name: str) -> dict | None:
     return splits[name]
 
 
-def _variant(admin: Client, testbed_id: str, p: _Plan, prefix: str, compare: str | None = None) -> dict:
+def _variant(
+    admin: Client, testbed_id: str, p: _Plan, prefix: str, compare: str | None = None, paired: bool = False
+) -> dict:
+    """Figures of the runs whose kind starts with ``prefix``; with ``paired``, compared with the audited
+    runs at the same hidden seeds (an ablation against the method itself, paired by seed)."""
     kinds = [k for k in p.runs if k.startswith(prefix)]
     if not kinds:
         return {"ok": False, "error": "not run (unavailable for this view)"}
@@ -95,7 +101,12 @@ def _variant(admin: Client, testbed_id: str, p: _Plan, prefix: str, compare: str
     if failed:
         return {"ok": False, "error": "; ".join(failed)[:1500], "runs": len(kinds)}
     try:
-        splits = _evaluate(admin, testbed_id, [p.results[k].probs for k in kinds], compare)
+        others = None
+        if paired:
+            same = [f"seed{p.runs[k][1]}" for k in kinds]
+            if all(k in p.results and p.results[k].ok for k in same):
+                others = [p.results[k].probs for k in same]
+        splits = _evaluate(admin, testbed_id, [p.results[k].probs for k in kinds], compare, others)
     except ApiError as e:
         return {"ok": False, "error": f"evaluation failed: {e}", "runs": len(kinds)}
     priv = _split_fig(splits, "private") or {}
@@ -143,7 +154,7 @@ def _judge(admin: Client, testbed_id: str, p: _Plan, cfg: AuditConfig, notes: li
                 checks["reproduction"] = {"ok": False, "agreement": None, "error": f"no predictions: {e}"}
         checks["seeds"] = _variant(admin, testbed_id, p, "seed", compare="best_baseline")
         checks["strong_ablation"] = _variant(admin, testbed_id, p, "strong")
-        checks["teacher_ablation"] = _variant(admin, testbed_id, p, "teacher")
+        checks["teacher_ablation"] = _variant(admin, testbed_id, p, "teacher", paired=True)
     verdict, reasons = decide(checks, cfg)
     seeds = checks.get("seeds") or {}
     mean = lambda d: None if not d else d.get("mean")  # noqa: E731

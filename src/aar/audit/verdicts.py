@@ -10,7 +10,10 @@ Disqualifying (the entry leaves the ranking and the headline):
     significantly above the ceiling's), unless the ablations clear it (reproduced, the strong
     ablation does not survive, and the audited accuracy is not significantly above the ceiling).
 Flagging (shown next to the figures, for a person to read):
-  * teacher-independent: the PGR survives the teacher ablation (random labels of the same balance);
+  * teacher-independent: the PGR survives the teacher ablation (random labels of the same balance)
+    and the method is not significantly better than that ablation of itself (paired by seed and
+    example, one-sided p >= ``teacher_gain_p``): a method that fuses the teacher with a strong prior
+    keeps much of its PGR without the teacher, yet still gains from it;
   * near-constant predictions (``near_constant`` share of one label), at scoring time or audited;
   * static-scan findings (file and line).
 """
@@ -31,6 +34,16 @@ def survives(ablated: dict | None, audited_mean: float | None, cfg: AuditConfig)
     if not ablated or audited_mean is None:
         return False
     return ablated["ci_low"] > cfg.survive_ci_low and ablated["mean"] >= cfg.survive_ratio * audited_mean
+
+
+def supervision_gain_p(teacher: dict) -> float | None:
+    """One-sided p-value that the method beats its own teacher ablation on the private half (paired by
+    seed and example), or None when that comparison is missing. The teacher ablation's comparison is
+    "ablated minus audited", so the p-value of the gain is its lower tail."""
+    cmp_ = teacher.get("compare_private") if teacher.get("ok") else None
+    if not cmp_ or cmp_.get("reference") != "compare_runs":
+        return None
+    return 1.0 - float(cmp_["p_greater"])
 
 
 def decide(checks: dict, cfg: AuditConfig) -> tuple[str, list[str]]:
@@ -75,7 +88,12 @@ def decide(checks: dict, cfg: AuditConfig) -> tuple[str, list[str]]:
             why = "audited accuracy significantly above the ceiling" if audited_above else "scoring-time flag"
             dq.append(f"above the ceiling ({why}; not cleared by the ablations)")
     teacher = checks.get("teacher_ablation") or {}
-    if teacher.get("ok") and survives(teacher.get("private"), audited, cfg):
+    gain_p = supervision_gain_p(teacher)
+    if (
+        teacher.get("ok")
+        and survives(teacher.get("private"), audited, cfg)
+        and (gain_p is None or gain_p >= cfg.teacher_gain_p)
+    ):
         fl.append(
             f"teacher-independent: PGR survives random teacher labels ({teacher['private']['mean']:.3f})"
         )

@@ -5,7 +5,8 @@ Runs (e.g. one per audit seed) are scored on the public and private halves of th
 the final split, each with :func:`aar.w2s.metrics.pgr_estimate` against that split's weak and
 ceiling reference runs (intervals over seeds and test examples). ``above_ceiling_p`` is the one-sided
 p-value of :func:`aar.w2s.metrics.paired_comparison` for "the runs beat the ceiling" on the same
-examples. ``compare`` is the same comparison against a named reference, or against the best shipped
+examples. ``compare`` is the same comparison against the caller's other runs (``compare_runs``, e.g. an
+ablation of the same method; paired by seed when the counts match), a named reference, or the best shipped
 baseline, which is chosen on the PUBLIC half only (highest mean public PGR over its seeds) so that
 picking it never looks at the private or final figures it is then compared on. Reference seeds and
 audit seeds are different runs, so the comparison does not pair seeds. Nothing is stored.
@@ -84,14 +85,22 @@ def _correct(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def _split(
-    probs: np.ndarray, labels: np.ndarray, refs: dict[str, np.ndarray], reference: str | None
+    probs: np.ndarray,
+    labels: np.ndarray,
+    refs: dict[str, np.ndarray],
+    reference: str | None,
+    other: np.ndarray | None = None,
 ) -> SplitEval:
     correct = _correct(probs, labels)
     weak, ceiling = _correct(refs["weak"], labels), _correct(refs["ceiling"], labels)
     est = pgr_estimate(correct, weak, ceiling)
     above = paired_comparison(correct, ceiling, weak, ceiling, paired_seeds=False)
     compare = None
-    if reference is not None:
+    if other is not None:  # the caller's own runs, paired by seed when the counts match
+        pair = other.shape[0] == probs.shape[0]
+        c = paired_comparison(correct, _correct(other, labels), weak, ceiling, paired_seeds=pair)
+        compare = ComparisonOut(reference="compare_runs", **c.to_dict())
+    elif reference is not None:
         c = paired_comparison(correct, _correct(refs[reference], labels), weak, ceiling, paired_seeds=False)
         compare = ComparisonOut(reference=reference, **c.to_dict())
     return SplitEval(
@@ -104,8 +113,16 @@ def _split(
     )
 
 
-def evaluate(arrays: TestbedArrays, runs: list[dict[str, float]], compare_to: str | None) -> EvaluateOut:
-    """Figures of ``runs`` on the public half, the private half and the final split (None if empty)."""
+def evaluate(
+    arrays: TestbedArrays,
+    runs: list[dict[str, float]],
+    compare_to: str | None,
+    compare_runs: list[dict[str, float]] | None = None,
+) -> EvaluateOut:
+    """Figures of ``runs`` on the public half, the private half and the final split (None if empty),
+    compared with a reference (``compare_to``) or with other runs (``compare_runs``)."""
+    if compare_to is not None and compare_runs:
+        raise ApiError(422, "two_comparisons", "give compare_to or compare_runs, not both")
     reference = compare_to
     if compare_to == "best_baseline":
         reference = best_baseline(arrays)
@@ -119,11 +136,15 @@ def evaluate(arrays: TestbedArrays, runs: list[dict[str, float]], compare_to: st
             {"references": sorted(arrays.references)},
         )
     test, final = run_matrices(arrays, runs)
+    o_test, o_final = run_matrices(arrays, compare_runs) if compare_runs else (None, None)
     splits: dict[str, SplitEval | None] = {}
     for name, mask in (("public", arrays.public), ("private", ~arrays.public)):
         refs = {k: v[:, mask] for k, v in arrays.references.items()}
-        splits[name] = _split(test[:, mask], arrays.labels[mask], refs, reference)
+        other = None if o_test is None else o_test[:, mask]
+        splits[name] = _split(test[:, mask], arrays.labels[mask], refs, reference, other)
     splits["final"] = (
-        _split(final, arrays.final_labels, arrays.final_references, reference) if arrays.final_ids else None
+        _split(final, arrays.final_labels, arrays.final_references, reference, o_final)
+        if arrays.final_ids
+        else None
     )
     return EvaluateOut(testbed_id=arrays.testbed_id, splits=splits)

@@ -325,6 +325,9 @@ class EvaluateIn(In):
     # a reference name of the bundle, "best_baseline" (the shipped reference with the best public
     # PGR), or None for no comparison
     compare_to: Name | None = None
+    # or: other runs to compare with (e.g. an ablation of the same method), paired by seed when both
+    # lists have the same length (run i and compare run i share a seed); excludes compare_to
+    compare_runs: list[dict[Line, float]] | None = Field(default=None, min_length=1, max_length=20)
 
 
 class PgrEstimateOut(Out):

@@ -39,7 +39,7 @@ async def admin_evaluate(request: Request, _: AdminUser):
     body = await json_body(request, EvaluateIn)
     c = ctx(request)
     arrays = c.vault.get(body.testbed_id)
-    out = await run_in_threadpool(evaluate, arrays, body.runs, body.compare_to)
+    out = await run_in_threadpool(evaluate, arrays, body.runs, body.compare_to, body.compare_runs)
     request.state.outcome = f"evaluated {len(body.runs)} runs on {body.testbed_id}"
     return json_response(out)
 
