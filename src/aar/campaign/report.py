@@ -210,12 +210,14 @@ def render(data: dict, admin: Client, state: CampaignState, top: int = 3) -> str
         f"vs the best shipped baseline **{data['best_baseline']} {_fmt(data['best_baseline_private_pgr'])}** "
         f"on the same private half ({data['n_private']} examples; weak acc {data['weak_private_acc']:.3f}, "
         f"ceiling acc {data['ceiling_private_acc']:.3f}). The entry best on the *public* figure scores "
-        f"{_fmt(data['best_public_selected_private_pgr'])} on the private half.",
+        f"{_fmt(data['best_public_selected_private_pgr'])} on the private half, unaudited.",
         "",
         "## Leaderboard (ranked by private PGR)",
         "",
         "Each agent's entry is the submission behind its Ladder best (chosen on the public half). "
-        f"{data['ci']}.",
+        "Audited entries rank by their audited private PGR (hidden seeds), ahead of unaudited ones "
+        "(scoring-time private PGR); disqualified entries are listed last, unranked. "
+        f"Scoring-time intervals: {data['ci']}.",
         "",
         "| rank | agent | direction | method | released public PGR | private PGR [95% CI] | submissions "
         "| agent-hours |",
