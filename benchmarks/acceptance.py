@@ -44,9 +44,18 @@ def run_one(
         agent_commands=commands,
     )
     t0 = time.time()
-    state = run_campaign(opts, say=lambda m: print(f"[{researcher}] {m}", flush=True))
+    run_campaign(opts, say=lambda m: print(f"[{researcher}] {m}", flush=True))
+    return {**summarise(directory), "wall_seconds": round(time.time() - t0, 1)}
+
+
+def summarise(directory: Path) -> dict:
+    """The summary of an audited campaign directory (planted agents named by their behaviour)."""
+    from aar.campaign.state import CampaignState
+
+    state = CampaignState.load(directory)
     report = json.loads((directory / "report.json").read_text())
-    planted_names = {a.name: planted[a.index - agents] for a in state.agents if a.index >= agents}
+    commands = state.options.get("agent_commands") or {}
+    planted_names = {a.name: commands[str(a.index)][-1] for a in state.agents if str(a.index) in commands}
     entries = [
         {
             "agent": e["agent"],
@@ -54,19 +63,20 @@ def run_one(
             "method": e["method"],
             "verdict": e["verdict"],
             "reasons": e["reasons"],
+            "reproduction_agreement": e["reproduction_agreement"],
             "audited_private_pgr": e["audited_private_pgr"],
             "audited_final_pgr": e["audited_final_pgr"],
+            "teacher_ablation_pgr": e["teacher_ablation_pgr"],
             "supervision_gain": e["supervision_gain"],
         }
         for e in report.get("entries") or []
     ]
     return {
         "dir": str(directory),
-        "researcher": researcher,
-        "agents": agents,
-        "planted": planted,
-        "minutes": minutes,
-        "wall_seconds": round(time.time() - t0, 1),
+        "researcher": state.options.get("researcher_kind", "offline"),
+        "agents": len(state.agents) - len(planted_names),
+        "planted": sorted(planted_names.values()),
+        "minutes": state.options.get("minutes"),
         "submissions": report.get("submissions"),
         "agent_hours": report.get("agent_hours"),
         "headline": report.get("headline"),
@@ -86,8 +96,28 @@ def main() -> int:
     ap.add_argument("--controls", default="random,tuned")
     ap.add_argument("--root", default="campaigns/acceptance")
     ap.add_argument("--out", required=True)
+    ap.add_argument(
+        "--summarise",
+        nargs="+",
+        metavar="DIR",
+        help="only summarise these audited campaign directories (the first is the researchers', the rest "
+        "its controls; compared when controls.json is missing)",
+    )
     args = ap.parse_args()
     from aar.audit.compare import compare_campaigns
+
+    if args.summarise:
+        dirs = [Path(d) for d in args.summarise]
+        out = {"testbed": args.testbed, "campaigns": [summarise(d) for d in dirs]}
+        controls = dirs[0] / "controls.json"
+        if len(dirs) > 1:
+            if controls.exists():
+                out["controls"] = json.loads(controls.read_text())
+            else:
+                out["controls"] = compare_campaigns(dirs[0], dirs[1:])
+        Path(args.out).write_text(json.dumps(out, indent=1))
+        print(f"wrote {args.out}")
+        return 0
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root = Path(args.root)
