@@ -324,3 +324,22 @@ def test_killed_upload_leftovers_removed_at_start(tmp_path):
     finally:
         os.close(fd)
     assert clean_uploads(tmp_path) == 1 and not live.exists()
+
+
+def test_killed_registration_leftovers_removed_at_start(tmp_path):
+    from aar.server.vault import REGISTER_PREFIX, clean_registrations, vault_dir
+
+    vault = vault_dir(tmp_path)
+    orphan = vault / f"{REGISTER_PREFIX}orphan"
+    orphan.write_text("{half a bundle")
+    live = vault / f"{REGISTER_PREFIX}live"
+    live.write_text("{being written")
+    fd = os.open(live, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a registration in progress in another worker holds it
+    try:
+        app = create_app(settings_for(tmp_path, None))
+        assert not orphan.exists() and live.exists()
+        app.state.ctx.db.dispose()
+    finally:
+        os.close(fd)
+    assert clean_registrations(tmp_path) == 1 and not live.exists()

@@ -25,7 +25,7 @@ from aar.server.audit import AuditMiddleware
 from aar.server.config import Settings, settings_from_env
 from aar.server.db import Database, migrate
 from aar.server.errors import COMMON_ERRORS, ERROR_DESCRIPTIONS, ApiError, ErrorEnvelope
-from aar.server.vault import VaultCache, vault_dir
+from aar.server.vault import VaultCache, clean_registrations, vault_dir
 
 log = logging.getLogger("aar.server")
 # Set by `aar serve` before it forks uvicorn workers: the pid each worker must die with.
@@ -145,6 +145,9 @@ def create_app(settings: Settings) -> FastAPI:
     removed = clean_uploads(settings.data_dir)
     if removed:
         log.warning("removed %d unfinished artifact uploads", removed)
+    removed = clean_registrations(settings.data_dir)
+    if removed:
+        log.warning("removed %d unfinished testbed registrations from the vault", removed)
     if settings.auto_migrate:
         migrate(settings.database_url())
     db = Database(settings.database_url())

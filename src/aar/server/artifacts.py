@@ -29,11 +29,12 @@ def blob_path(data_dir: Path, sha256: str) -> Path:
 UPLOAD_PREFIX = ".upload-"
 
 
-def _locked_temp(root: Path) -> tuple[int, str]:
-    """A new temp file in ``root``, open and flocked; retried when a concurrent cleaner removed it
-    between its creation and the lock (the name then no longer names the open file)."""
+def locked_temp(root: Path, prefix: str = UPLOAD_PREFIX) -> tuple[int, str]:
+    """A new temp file in ``root``, open and flocked for the writer's whole life; retried when a
+    concurrent cleaner removed it between its creation and the lock (the name then no longer names the
+    open file). Used for artifact uploads and vault registrations alike."""
     while True:
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=UPLOAD_PREFIX)
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=prefix)
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
@@ -43,20 +44,20 @@ def _locked_temp(root: Path) -> tuple[int, str]:
         os.close(fd)
 
 
-def clean_uploads(data_dir: Path) -> int:
-    """Remove unfinished upload temp files that no live process holds; returns how many."""
-    root = Path(data_dir) / "artifacts"
+def clean_locked_temps(root: Path, prefix: str) -> int:
+    """Remove temp files ``root/<prefix>*`` that no live process holds (their writer was killed);
+    returns how many. A file whose writer is alive is flocked and left alone."""
     if not root.is_dir():
         return 0
     removed = 0
-    for path in root.glob(UPLOAD_PREFIX + "*"):
+    for path in root.glob(prefix + "*"):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # an upload in progress in another process
+        except BlockingIOError:  # a writer in progress in another process
             os.close(fd)
             continue
         try:
@@ -70,12 +71,17 @@ def clean_uploads(data_dir: Path) -> int:
     return removed
 
 
+def clean_uploads(data_dir: Path) -> int:
+    """Remove unfinished upload temp files that no live process holds; returns how many."""
+    return clean_locked_temps(Path(data_dir) / "artifacts", UPLOAD_PREFIX)
+
+
 async def store_stream(data_dir: Path, chunks: AsyncIterator[bytes], limit: int) -> tuple[str, int]:
     """Store a streamed blob; returns (sha256, size). 413 past ``limit`` bytes, 422 when empty."""
     root = Path(data_dir) / "artifacts"
     root.mkdir(parents=True, exist_ok=True)
     digest, size = hashlib.sha256(), 0
-    fd, tmp = _locked_temp(root)
+    fd, tmp = locked_temp(root)
     f = os.fdopen(fd, "wb")  # open (and so locked) until the temp file is renamed or removed
     try:
         async for chunk in chunks:

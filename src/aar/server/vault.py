@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -37,11 +36,14 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from aar.server.artifacts import clean_locked_temps, locked_temp
 from aar.server.db import Database
 from aar.server.errors import ApiError
 from aar.server.models import Testbed
 from aar.w2s.metrics import GapError, accuracy, pgr
 from aar.w2s.vault import VaultBundle
+
+REGISTER_PREFIX = ".register-"  # vault temp files of registrations in progress
 
 HALVES_KEY_FILE = "halves_key"
 
@@ -214,7 +216,7 @@ def register(db: Database, data_dir: Path, bundle: VaultBundle) -> tuple[Testbed
         return existing, False
     arrays = build_arrays(bundle, halves_key(data_dir))
     path = _bundle_path(data_dir, bundle.testbed_id, sha)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{bundle.testbed_id}-", suffix=".tmp")
+    fd, tmp_name = locked_temp(path.parent, REGISTER_PREFIX)  # held until written: see clean_registrations
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w") as f:
@@ -257,6 +259,11 @@ def register(db: Database, data_dir: Path, bundle: VaultBundle) -> tuple[Testbed
         return existing, False
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def clean_registrations(data_dir: Path) -> int:
+    """Remove vault temp files of registrations whose process was killed mid-write; returns how many."""
+    return clean_locked_temps(vault_dir(data_dir), REGISTER_PREFIX)
 
 
 def _existing(db: Database, testbed_id: str, sha: str) -> Testbed | None:
