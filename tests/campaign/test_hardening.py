@@ -78,7 +78,7 @@ def test_make_launcher_wires_the_audit_trail_and_unique_uids(tmp_path, monkeypat
 
     import pytest
 
-    from aar.campaign.audit import AuditLog
+    from aar.campaign.events import AuditLog
     from aar.campaign.launcher import (
         AgentLaunch,
         SandboxLauncher,

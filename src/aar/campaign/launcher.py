@@ -223,7 +223,7 @@ def _chown_tree(path: Path, uid: int) -> None:
 def make_launcher(unsafe_no_sandbox: bool, audit=None) -> Launcher:
     """The sandbox launcher when bubblewrap works; the plain one only with the explicit unsafe flag.
 
-    ``audit`` (the campaign's :class:`aar.campaign.audit.AuditLog`) receives every sandbox event.
+    ``audit`` (the campaign's :class:`aar.campaign.events.AuditLog`) receives every sandbox event.
     """
     if unsafe_no_sandbox:
         if audit is not None:

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from aar.agents.mcp_server import AgentBusy, hold_agent_lock
-from aar.campaign.audit import AUDIT_FILE, AuditLog
 from aar.campaign.budgets import Budgets, agent_over, campaign_over, usage
+from aar.campaign.events import AUDIT_FILE, AuditLog
 from aar.campaign.launcher import (
     AgentHandle,
     AgentLaunch,
