@@ -549,6 +549,9 @@ def audit_cmd(
         None, "--generalise", help="Re-run the top audited methods on these built-in testbeds (comma list)."
     ),
     force: bool = typer.Option(False, help="Audit again what this audit configuration already audited."),
+    rejudge: bool = typer.Option(
+        False, help="Only apply the current verdict rules to the stored checks (no re-runs; campaigns)."
+    ),
     unsafe_no_sandbox: bool = typer.Option(
         False, "--unsafe-no-sandbox", help="Run the audit's re-runs WITHOUT bubblewrap isolation."
     ),
@@ -578,7 +581,7 @@ def audit_cmd(
 
                 run_generalise(audits, gen, folder, cfg)
         elif dir:
-            audits = audit_campaign(dir, cfg, force=force, generalise=gen)
+            audits = audit_campaign(dir, cfg, force=force, generalise=gen, rejudge_only=rejudge)
         else:
             _fail("give a campaign directory or --server")
     except (SandboxUnavailable, FileNotFoundError, ValueError) as e:

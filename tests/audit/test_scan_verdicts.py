@@ -101,11 +101,14 @@ def test_teacher_independence_near_constant_and_scan_are_flags():
     v, reasons = decide(_checks(teacher_ablation={"ok": True, "private": _pgr(0.55, 0.4, 0.7)}), CFG)
     assert v == FLAGGED and reasons[0].startswith("teacher-independent")
     # it survives, but the method is significantly better than its own teacher ablation: it uses the teacher
-    gain = {"reference": "compare_runs", "p_greater": 0.999, "diff": -0.2}
+    gain = {"reference": "compare_runs", "p_greater": 0.999, "diff": -0.2, "ci_low": -0.3, "ci_high": -0.1}
     used = {"ok": True, "private": _pgr(0.55, 0.4, 0.7), "compare_private": gain}
     assert decide(_checks(teacher_ablation=used), CFG)[0] == "ok"
     no_gain = {**used, "compare_private": {**gain, "p_greater": 0.4}}
     assert decide(_checks(teacher_ablation=no_gain), CFG)[0] == FLAGGED
+    # a method that ignores the teacher: the ablation changes nothing (no spread), it is independent
+    same = {"reference": "compare_runs", "p_greater": 1.0, "diff": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    assert decide(_checks(teacher_ablation={**used, "compare_private": same}), CFG)[0] == FLAGGED
     v, reasons = decide(_checks(flags=["near_constant"]), CFG)
     assert v == FLAGGED and "near-constant" in reasons[0]
     seeds = {"ok": True, "private": _pgr(0.1, -0.1, 0.3), "majority_share": 0.99, "above_ceiling_p": 0.9}
@@ -153,3 +156,23 @@ def test_selection_merges_entries_top_and_flagged():
     assert ids == [2, 4, 1, 3, 6]
     assert targets[0].why == ["entry"] and targets[-1].why == ["flagged"]
     assert choose(subs, [1], top=1)[0].why == ["entry", "top"]
+
+
+def test_rejudge_applies_the_current_rules_to_stored_checks(tmp_path):
+    from aar.audit.core import rejudge
+    from aar.audit.store import read_local, write_local
+
+    same = {"reference": "compare_runs", "p_greater": 1.0, "diff": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    checks = _checks(teacher_ablation={"ok": True, "private": _pgr(0.55, 0.4, 0.7), "compare_private": same})
+    write_local(tmp_path / "audits", {"submission_id": 7, "verdict": "ok", "reasons": [], "checks": checks})
+    stored = []
+
+    class Admin:
+        def record_audit(self, sid, verdict, reasons, figures, checks):
+            stored.append((sid, verdict))
+            return {"id": 1, "submission_id": sid, "verdict": verdict}
+
+    out = rejudge(Admin(), tmp_path, CFG, say=lambda _m: None)
+    assert out[0]["verdict"] == FLAGGED and stored == [(7, FLAGGED)]
+    again = read_local(tmp_path / "audits")[7]
+    assert again["checks"]["rejudged_from"] == "ok" and again["checks"]["config_version"] == CFG.version()

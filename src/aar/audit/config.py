@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-AUDIT_VERSION = 1  # bump when the checks themselves change
+AUDIT_VERSION = 2  # bump when the checks or the verdict rules change
 
 HIDDEN_SEED_BASE = 1000  # audit seeds 1000, 1001, ...: never exported to agents (their views hold 0..k)
 

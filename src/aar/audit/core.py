@@ -298,6 +298,30 @@ def _run_all(jobs: list[tuple[_Plan, str]], work: Path, cfg: AuditConfig, progre
         block.release()
 
 
+def rejudge(admin: Client, out_dir: Path, cfg: AuditConfig, say: Callable[[str], None] = print) -> list[dict]:
+    """Apply the current verdict rules to the stored checks of every audit in ``out_dir`` (no re-runs),
+    store the new verdicts and update the per-audit files: for a change of a rule or threshold that
+    needs no new run. The audits take this configuration's version."""
+    audits = read_local(Path(out_dir) / "audits")
+    out = []
+    for sid, audit in sorted(audits.items()):
+        checks = dict(audit.get("checks") or {})
+        verdict, reasons = decide(checks, cfg)
+        checks["config_version"] = cfg.version()
+        checks["rejudged_from"] = audit.get("verdict")
+        audit.update(verdict=verdict, reasons=reasons, checks=checks)
+        try:
+            audit["record"] = record(admin, sid, verdict, reasons, audit.get("figures") or {}, checks)
+        except (ApiError, AttributeError) as e:
+            audit["record"] = {"error": f"not stored on the server: {e}"}
+        write_local(Path(out_dir) / "audits", audit)
+        if checks["rejudged_from"] != verdict:
+            was = checks["rejudged_from"]
+            say(f"  #{sid} {audit.get('agent')} {audit.get('method')}: {was} -> {verdict}")
+        out.append(audit)
+    return out
+
+
 def audit_campaign(
     directory: str | Path,
     cfg: AuditConfig | None = None,
@@ -308,6 +332,7 @@ def audit_campaign(
     say: Callable[[str], None] = print,
     admin: Client | None = None,
     write_report: bool = True,
+    rejudge_only: bool = False,
 ) -> list[dict]:
     """``aar audit DIR``: audit a campaign's submissions (starting its local server if needed), store
     the audits, optionally re-run the top audited methods on other testbeds, and rewrite the report."""
@@ -326,11 +351,14 @@ def audit_campaign(
     try:
         ctx = camp._connect() if camp is not None else contextlib.nullcontext(admin)
         with ctx as client:
-            audits = audit_testbed(
-                client, state.testbed, Path(state.dir) / "audit", cfg,
-                testbed_name=state.options.get("testbed"), agent_view=Path(state.options["view"]),
-                agents={a.name for a in state.agents}, force=force, progress=progress, say=say,
-            )
+            if rejudge_only:
+                audits = rejudge(client, Path(state.dir) / "audit", cfg, say)
+            else:
+                audits = audit_testbed(
+                    client, state.testbed, Path(state.dir) / "audit", cfg,
+                    testbed_name=state.options.get("testbed"), agent_view=Path(state.options["view"]),
+                    agents={a.name for a in state.agents}, force=force, progress=progress, say=say,
+                )  # fmt: skip
             if generalise:
                 from aar.audit.generalise import generalise as run_generalise
 

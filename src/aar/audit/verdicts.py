@@ -43,6 +43,8 @@ def supervision_gain_p(teacher: dict) -> float | None:
     cmp_ = teacher.get("compare_private") if teacher.get("ok") else None
     if not cmp_ or cmp_.get("reference") != "compare_runs":
         return None
+    if cmp_["ci_low"] == cmp_["ci_high"]:  # no spread at all (e.g. the method ignores the teacher)
+        return 0.0 if cmp_["diff"] < 0 else 1.0
     return 1.0 - float(cmp_["p_greater"])
 
 
