@@ -57,7 +57,7 @@ def generalise(
     say: Callable[[str], None] = print,
 ) -> dict:
     """Re-run the ``top`` audited, non-disqualified methods on ``testbeds``; write and return the table."""
-    from aar.audit.views import make_readable
+    from aar.w2s.cache import make_readable
     from aar.w2s.experiment import ceiling_probs, teacher_outputs
     from aar.w2s.metrics import GapError, pgr_estimate
     from aar.w2s.public import export_public_view

@@ -18,14 +18,14 @@ sandboxes run as unprivileged uids); nothing in it carries a label.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from aar.w2s.cache import build_atomically, make_readable
 
 ABLATION_SEED = 7919  # the rng of the random strong model and the teacher permutation
 
@@ -43,30 +43,14 @@ class AuditViews:
     notes: list[str] = field(default_factory=list)
 
 
-def make_readable(path: Path) -> None:
-    """World-readable tree (directories 755, files 644) with traversable parents."""
-    for p in [path, *path.rglob("*")]:
-        if not p.is_symlink():
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)
-    for parent in list(path.parents)[:4]:
-        if parent.exists() and os.access(parent, os.W_OK):
-            os.chmod(parent, parent.stat().st_mode | 0o111)
-
-
 def _derive(src: Path, dest: Path, modify: Callable[[Path], None]) -> Path:
-    """Copy view ``src`` to ``dest`` through a temp folder, apply ``modify`` to the copy, rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        shutil.rmtree(tmp)
-        shutil.copytree(src, tmp, symlinks=False)
+    """Copy view ``src`` to ``dest`` atomically, applying ``modify`` to the copy before it is renamed."""
+
+    def build(tmp: Path) -> None:
+        shutil.copytree(src, tmp, symlinks=False, dirs_exist_ok=True)
         modify(tmp)
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    build_atomically(dest, build)
     make_readable(dest)
     return dest
 

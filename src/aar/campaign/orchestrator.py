@@ -41,6 +41,7 @@ from aar.campaign.server import LocalServer, SocketRelay, attached_admin, new_ad
 from aar.campaign.state import AgentState, CampaignState
 from aar.campaign.timeline import all_submissions, build_timeline, write_timeline
 from aar.client import ApiError, Client
+from aar.w2s.cache import make_readable
 
 MIN_RUN_SECONDS = 20.0  # an agent with less budget left is not restarted
 MAX_RESTARTS = 3  # restarts of an agent that crashed (non-zero exit status)
@@ -99,15 +100,6 @@ def default_dir() -> Path:
     return Path("campaigns") / time.strftime("%Y%m%d-%H%M%S")
 
 
-def _readable(path: Path) -> None:
-    """Make a tree world-readable (sandboxed agents run as other uids)."""
-    for p in [path, *path.rglob("*")]:
-        os.chmod(p, 0o755 if p.is_dir() else 0o644)
-    for parent in list(path.parents)[:3]:
-        if parent.exists() and os.access(parent, os.W_OK):
-            os.chmod(parent, parent.stat().st_mode | 0o111)
-
-
 def create(
     opts: CampaignOptions, say: Callable[[str], None] = print
 ) -> tuple[CampaignState, LocalServer | None]:
@@ -129,7 +121,7 @@ def create(
     tb = load_testbed(opts.testbed)
     seeds = list(range(opts.teacher_seeds))
     view = export_public_view(tb, d / "public" / opts.testbed, seeds)
-    _readable(d / "public")
+    make_readable(d / "public")
     baselines = opts.baselines if opts.baselines is not None else resolve_methods(["all"])
     say(f"ground truth and shipped baselines ({', '.join(baselines)}) over seeds {seeds} (cached)")
     bundle = build_vault_bundle(tb, seeds, baselines)

@@ -58,3 +58,13 @@ def load_json(path: Path) -> dict:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise CacheError(f"corrupt or unreadable cache file {path}: {e}; delete it to rebuild") from e
+
+
+def make_readable(path: Path) -> None:
+    """World-readable tree (directories 755, files 644) with traversable parents."""
+    for p in [path, *path.rglob("*")]:
+        if not p.is_symlink():
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    for parent in list(path.parents)[:4]:
+        if parent.exists() and os.access(parent, os.W_OK):
+            os.chmod(parent, parent.stat().st_mode | 0o111)
