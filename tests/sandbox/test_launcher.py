@@ -157,3 +157,23 @@ def test_read_workspace_file_refuses_escapes(tmp_path):
         with pytest.raises(WorkspaceEscape):
             read_workspace_file(ws, bad, audit=events.append)
     assert len(events) == 4
+
+
+def _failed_start(stderr: str, stdout: str = "", rc: int = 1):
+    from aar.sandbox.spec import SandboxResult
+
+    return SandboxResult(run_id="r", argv=("x",), returncode=rc, stdout=stdout, stderr=stderr,
+                         killed_reason=None, wall_seconds=0.0, cpu_seconds=0.0, peak_memory_mb=0.0,
+                         peak_tasks=1, disk_growth_mb=0.0, unsafe=False)
+
+
+def test_bwrap_eagain_at_start_is_retried_in_both_forms():
+    from aar.sandbox.process import _start_failed_eagain
+
+    eagain = "Resource temporarily unavailable"
+    assert _start_failed_eagain(_failed_start(f"bwrap: Creating new namespace failed: {eagain}\n"))
+    assert _start_failed_eagain(_failed_start(f"bwrap: Can't fork for pid 1: {eagain}\n"))
+    # The command itself ran (it printed) or failed for another reason: not a start failure.
+    assert not _start_failed_eagain(_failed_start(f"bwrap: Can't fork for pid 1: {eagain}", stdout="{}"))
+    assert not _start_failed_eagain(_failed_start(f"OSError: {eagain}\n"))
+    assert not _start_failed_eagain(_failed_start("bwrap: execvp x: No such file or directory\n"))

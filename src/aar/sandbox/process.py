@@ -331,10 +331,17 @@ _START_RETRIES = 6
 
 
 def _start_failed_eagain(result: SandboxResult) -> bool:
-    """Whether bwrap failed to create its namespaces with EAGAIN before running anything."""
-    err = result.stderr
+    """Whether bwrap itself failed with EAGAIN before running anything.
+
+    Two forms are seen: ``Creating new namespace failed`` and ``Can't fork for pid 1``; both say
+    that the sandbox uid's task count (``RLIMIT_NPROC``) or the namespace count is momentarily
+    full because the tasks of a just-killed sandbox have not all been reaped yet.
+    """
     failed_start = result.returncode != 0 and not result.stdout
-    return failed_start and "Creating new namespace failed: Resource temporarily unavailable" in err
+    return failed_start and any(
+        line.startswith("bwrap:") and "Resource temporarily unavailable" in line
+        for line in result.stderr.splitlines()
+    )
 
 
 def _run_once(
