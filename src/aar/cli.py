@@ -97,9 +97,9 @@ def baseline(
     import json
     from pathlib import Path
 
+    from aar.fileio import write_json_atomic
     from aar.w2s.baseline import render_table, run_baseline
     from aar.w2s.cache import CacheError
-    from aar.w2s.data import write_json_atomic
     from aar.w2s.methods.base import MethodError
     from aar.w2s.metrics import GapError
     from aar.w2s.testbeds.registry import UnknownTestbedError, load_testbed

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from aar.fileio import atomic_writer
+
 
 class CacheError(RuntimeError):
     """A cache entry is missing a file or cannot be read; rebuild it."""
@@ -46,10 +48,9 @@ def build_atomically(final: Path, build: callable) -> Path:
 
 
 def save_torch_atomic(obj: object, path: Path) -> None:
-    """torch.save through a temp file and rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    """torch.save through :func:`aar.fileio.atomic_writer` (temp file, fsync, rename)."""
+    with atomic_writer(path) as f:
+        torch.save(obj, f)
 
 
 def load_json(path: Path) -> dict:

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from aar.fileio import write_json_atomic
+
 SPLITS = ("train_label", "train_unlabel", "dev", "test", "final")
 # ``final`` is never scored during a campaign (audits and headlines only) and never in a public view;
 # datasets written before it existed, and public views, simply have it empty.
@@ -118,15 +120,6 @@ class Dataset:
         """Read a dataset written by :meth:`save`."""
         d = json.loads(Path(path).read_text())
         return cls(d["name"], {s: [Example.from_json(e) for e in xs] for s, xs in d["splits"].items()})
-
-
-def write_json_atomic(path: Path, obj: object) -> None:
-    """Write JSON to ``path`` through a temp file and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj))
-    tmp.replace(path)
 
 
 def ids_of(examples: Iterable[Example]) -> list[str]:

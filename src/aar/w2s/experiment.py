@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from aar.fileio import write_json_atomic
 from aar.w2s.cache import CacheError, key_of, load_json
-from aar.w2s.data import labels_of, write_json_atomic
+from aar.w2s.data import labels_of
 from aar.w2s.methods.base import Budget, Method, MethodContext, TeacherOutputs, check_predictions
 from aar.w2s.models.base import predict_proba
 from aar.w2s.testbeds.registry import Testbed

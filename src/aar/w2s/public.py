@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
+from aar.fileio import write_json_atomic
 from aar.w2s.cache import CacheError, build_atomically, key_of, load_json
-from aar.w2s.data import Dataset, Example, write_json_atomic
+from aar.w2s.data import Dataset, Example
 from aar.w2s.methods.base import TRAIN_ONLY, TeacherOutputs
 from aar.w2s.models.base import JudgeModel
 from aar.w2s.models.judge import TinyJudge

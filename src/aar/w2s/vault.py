@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aar.fileio import write_text_atomic
 from aar.textcheck import Line, Text
 
 BUNDLE_FORMAT = 2
@@ -75,11 +76,8 @@ class VaultBundle(BaseModel):
         return self
 
     def save(self, path: Path) -> None:
-        """Write atomically (temp file, then rename)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.model_dump_json())
-        tmp.replace(path)
+        """Write atomically (temp file, fsync, then rename)."""
+        write_text_atomic(path, self.model_dump_json())
 
     @classmethod
     def load(cls, path: Path) -> VaultBundle:

@@ -39,7 +39,7 @@ def main(request_path: str) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from aar.w2s.data import write_json_atomic
+    from aar.fileio import write_json_atomic
     from aar.w2s.experiment import run_method
     from aar.w2s.methods.registry import get_method
     from aar.w2s.public import load_public_view

@@ -28,7 +28,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import random
 import shutil
 import time
@@ -38,8 +37,9 @@ from pathlib import Path
 
 import torch
 
+from aar.fileio import atomic_writer, write_json_atomic
 from aar.w2s.cache import build_atomically, key_of, load_json, save_torch_atomic
-from aar.w2s.data import Dataset, Example, write_json_atomic
+from aar.w2s.data import Dataset, Example
 from aar.w2s.models.pretrain import pretrain
 from aar.w2s.testbeds.secret import drawn_id, keyed, new_salt, read_salt, write_secret
 from aar.w2s.testbeds.spec import ModelSpec, TestbedSpec
@@ -228,9 +228,8 @@ def pretrained_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     legacy = _legacy_checkpoint(spec, home, label)
     if legacy is not None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        shutil.copyfile(legacy, tmp)
-        tmp.replace(path)
+        with open(legacy, "rb") as src, atomic_writer(path) as dst:
+            shutil.copyfileobj(src, dst)
         return path, "adopted"
     torch.set_num_threads(1)
     gpt = _pretrain_one(label, mspec, spec, corpus, seed, progress)

@@ -48,8 +48,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aar.fileio import write_json_atomic
 from aar.w2s.cache import CacheError, build_atomically, load_json
-from aar.w2s.data import Dataset, Example, write_json_atomic
+from aar.w2s.data import Dataset, Example
 from aar.w2s.methods.base import TeacherOutputs
 from aar.w2s.testbeds.secret import carve_final, new_salt, write_secret
 from aar.w2s.train import TrainConfig
