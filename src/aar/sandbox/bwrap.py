@@ -1,8 +1,9 @@
-"""bubblewrap command lines: what is mounted where, and whether bubblewrap works here at all."""
+"""bubblewrap: the launch plan (what is mounted where), starting a plan, and whether it works here at all."""
 
 from __future__ import annotations
 
 import functools
+import marshal
 import os
 import shutil
 import site
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aar
-from aar.sandbox.limits import rlimits_for
+from aar.sandbox.limits import Limits, rlimits_for
 from aar.sandbox.spec import SandboxSpec, resolve
+from aar.sandbox.workspace import prepare_workspace
 
 ENTER_SCRIPT = str(Path(__file__).with_name("_enter.py"))
 # Configuration files a Python process may read; nothing else from the host's /etc is visible.
@@ -169,6 +171,39 @@ def build_plan(
     }
 
 
+def launch(plan: dict, *, stdin, stdout, stderr) -> subprocess.Popen:
+    """Start ``_enter.py`` with the plan (marshal) on an inherited memfd, in a new session, no env."""
+    plan_fd = os.memfd_create("aar-sandbox-plan", os.MFD_CLOEXEC)  # pass_fds opens it for the child only
+    try:
+        os.write(plan_fd, marshal.dumps(plan))
+        os.lseek(plan_fd, 0, os.SEEK_SET)
+        return subprocess.Popen(
+            [resolve(sys.executable), "-I", "-S", ENTER_SCRIPT, str(plan_fd)],
+            stdin=stdin, stdout=stdout, stderr=stderr, env={}, pass_fds=(plan_fd,),
+            start_new_session=True, close_fds=True, cwd="/",
+        )
+    finally:
+        os.close(plan_fd)
+
+
+def probe(bwrap_path: str, uid: int) -> tuple[bool, str]:
+    """Run the trivial Python program in a throwaway sandbox through the real launcher."""
+    with tempfile.TemporaryDirectory(prefix="aar-sandbox-probe-") as tmp:
+        workspace = prepare_workspace(os.path.join(tmp, "ws"), uid)
+        spec = SandboxSpec(workspace=workspace, uid=uid, gid=uid,
+                           limits=Limits(wall_seconds=30, cpu_seconds=10, memory_mb=256))
+        try:
+            plan = build_plan([resolve(sys.executable), "-S", "-c", "import os; print(os.getuid())"], spec,
+                                 bwrap=bwrap_path, privileged=os.geteuid() == 0)
+            popen = launch(plan, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            out, err = popen.communicate(timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return False, str(exc)
+        if popen.returncode != 0:
+            return False, (err.decode(errors="replace").strip() or f"exit status {popen.returncode}")[-500:]
+        return True, out.decode().strip()
+
+
 def find_bwrap() -> str | None:
     """Path of the ``bwrap`` binary, or ``None``."""
     fallback = (p for p in ("/usr/bin/bwrap", "/bin/bwrap") if os.path.exists(p))
@@ -191,8 +226,6 @@ def check_bubblewrap(uid: int = 65534) -> SandboxSupport:
         version = run.stdout.strip()
     except (OSError, subprocess.SubprocessError) as exc:
         return SandboxSupport(False, f"bwrap --version failed: {exc}", exe)
-    from aar.sandbox.process import probe  # local import: process imports this module
-
     ok, detail = probe(exe, uid)
     privileged = os.geteuid() == 0
     if not ok:

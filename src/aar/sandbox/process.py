@@ -12,11 +12,9 @@ Audit events (plain dicts handed to the ``audit`` callback, all with ``event``, 
 from __future__ import annotations
 
 import logging
-import marshal
 import os
 import select
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -227,21 +225,6 @@ class SandboxProcess:
         return res
 
 
-def _launch(plan: dict, *, stdin, stdout, stderr) -> subprocess.Popen:
-    """Start ``_enter.py`` with the plan (marshal) on an inherited memfd, in a new session, no env."""
-    plan_fd = os.memfd_create("aar-sandbox-plan", os.MFD_CLOEXEC)  # pass_fds opens it for the child only
-    try:
-        os.write(plan_fd, marshal.dumps(plan))
-        os.lseek(plan_fd, 0, os.SEEK_SET)
-        return subprocess.Popen(
-            [resolve(sys.executable), "-I", "-S", bw.ENTER_SCRIPT, str(plan_fd)],
-            stdin=stdin, stdout=stdout, stderr=stderr, env={}, pass_fds=(plan_fd,),
-            start_new_session=True, close_fds=True, cwd="/",
-        )
-    finally:
-        os.close(plan_fd)
-
-
 def popen_sandboxed(
     cmd: Sequence[str],
     spec: SandboxSpec,
@@ -284,7 +267,7 @@ def popen_sandboxed(
     else:
         plan = bw.build_plan(list(cmd), spec, bwrap=support.bwrap or "bwrap", privileged=privileged,
                              nproc_base=nproc_base)
-    popen = _launch(plan, stdin=stdin, stdout=stdout, stderr=stderr)
+    popen = bw.launch(plan, stdin=stdin, stdout=stdout, stderr=stderr)
     return SandboxProcess(popen, spec, cmd, run_id, label, audit, unsafe)
 
 
@@ -375,25 +358,3 @@ def _run_once(
     out, out_trunc = outs if len(outs) == 2 else (b"", True)
     err, err_trunc = errs if len(errs) == 2 else (b"", True)
     return proc.result(out, err, stdout_truncated=out_trunc, stderr_truncated=err_trunc)
-
-
-def probe(bwrap_path: str, uid: int) -> tuple[bool, str]:
-    """Run the trivial Python program in a throwaway sandbox through the real launcher."""
-    import tempfile
-
-    from aar.sandbox.workspace import prepare_workspace
-
-    with tempfile.TemporaryDirectory(prefix="aar-sandbox-probe-") as tmp:
-        workspace = prepare_workspace(os.path.join(tmp, "ws"), uid)
-        spec = SandboxSpec(workspace=workspace, uid=uid, gid=uid,
-                           limits=Limits(wall_seconds=30, cpu_seconds=10, memory_mb=256))
-        try:
-            plan = bw.build_plan([resolve(sys.executable), "-S", "-c", "import os; print(os.getuid())"], spec,
-                                 bwrap=bwrap_path, privileged=os.geteuid() == 0)
-            popen = _launch(plan, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            out, err = popen.communicate(timeout=30)
-        except (OSError, subprocess.SubprocessError) as exc:
-            return False, str(exc)
-        if popen.returncode != 0:
-            return False, (err.decode(errors="replace").strip() or f"exit status {popen.returncode}")[-500:]
-        return True, out.decode().strip()
