@@ -32,7 +32,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from aar.audit.config import AuditConfig
-    from aar.audit.core import _Plan, _run_all
+    from aar.audit.jobs import Plan as _Plan
+    from aar.audit.jobs import run_all as _run_all
     from aar.audit.runner import Experiment
     from aar.audit.selection import Target
     from aar.audit.verdicts import agreement

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from aar.server.errors import ApiError
 from aar.server.schemas import (
     AdminTestbedBoard,
     AgentCreated,
@@ -41,23 +43,8 @@ from aar.server.schemas import (
 
 M = TypeVar("M", bound=BaseModel)
 
-
-class ApiError(Exception):
-    """An error answer: HTTP status, machine-readable code, message and details."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        details: dict | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Build from the parts of the server's error body."""
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message = status, code, message
-        self.details = details or {}
-        self.headers = dict(headers or {})
+DEFAULT_TIMEOUT_S = 120.0  # scoring a submission (bootstrap CIs) can take a while on a loaded server
+DEFAULT_URL = "http://127.0.0.1:8765"  # ``aar serve``'s default address
 
 
 class AuthError(ApiError):
@@ -95,7 +82,11 @@ class Client:
     """Synchronous client; one instance keeps one connection pool. Use as a context manager."""
 
     def __init__(
-        self, base_url: str, token: str, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str,
+        token: str,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         """Client for the server at ``base_url`` authenticating with ``token``."""
         self.token = token
@@ -107,7 +98,7 @@ class Client:
         )
 
     @classmethod
-    def over_unix_socket(cls, path: str | Path, token: str, timeout: float = 30.0) -> Client:
+    def over_unix_socket(cls, path: str | Path, token: str, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
         """Client for a server listening on the Unix domain socket ``path``."""
         return cls("http://aar", token, timeout, transport=httpx.HTTPTransport(uds=str(path)))
 
@@ -388,3 +379,19 @@ class Client:
     def audit_log(self, actor: str | None = None, limit: int = 100, offset: int = 0) -> Page[AuditView]:
         """The audit log, newest first (admin)."""
         return self._get(Page[AuditView], "/v1/admin/audit", actor=actor, limit=limit, offset=offset)
+
+
+def connect(server: str, token: str, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
+    """The one way to build a client from an address: ``unix:/path/to.sock`` or ``http://host:port``."""
+    if server.startswith("unix:"):
+        return Client.over_unix_socket(server[len("unix:") :], token, timeout)
+    return Client(server, token, timeout)
+
+
+def connect_from_env(environ: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
+    """A client for an agent process: token ``AAR_TOKEN``, server ``AAR_SERVER_SOCKET`` (a Unix socket,
+    the only way out of a sandbox) or else ``AAR_SERVER_URL`` (default :data:`DEFAULT_URL`)."""
+    env = os.environ if environ is None else environ
+    sock = env.get("AAR_SERVER_SOCKET")
+    server = f"unix:{sock}" if sock else env.get("AAR_SERVER_URL", DEFAULT_URL)
+    return connect(server, env.get("AAR_TOKEN", ""), timeout)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from aar.agents.space import GRID, RECIPE_DEFAULTS, Config, valid
 from aar.agents.tools import AgentEnv, call_tool
+from aar.fileio import write_json_atomic
 
 CONTROL_KINDS = ("random", "tuned")
 # shipped methods a control may use: the harness's own references (weak) and pure probes are left out
@@ -131,9 +132,7 @@ class ControlResearcher:
 
     def save(self) -> None:
         """Write the state atomically."""
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.state), indent=1))
-        tmp.replace(self.path)
+        write_json_atomic(self.path, asdict(self.state), indent=1)
 
     def tool(self, name: str, **args: object) -> dict:
         """Call one agent tool (the same layer every researcher uses)."""

@@ -20,6 +20,10 @@ from pathlib import Path
 
 from aar.agents.procs import start_group, wait_or_kill
 
+# Seconds one experiment may run before its process group is killed (campaign default, ``aar run-agent``
+# and ``aar mcp``): many agents share few cores, so runs are slower than alone.
+EXPERIMENT_TIMEOUT_S = 300.0
+
 
 @dataclass
 class ExperimentResult:
@@ -54,7 +58,7 @@ class ExperimentRunner:
         self,
         view: Path,
         workspace: Path,
-        timeout_s: float = 300.0,
+        timeout_s: float = EXPERIMENT_TIMEOUT_S,
         python: str | None = None,
         env: dict[str, str] | None = None,
         holdout: float = 0.1,

@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from aar.agents.experiments import EXPERIMENT_TIMEOUT_S
+
 GUIDE_TOOL = "researcher_guide"
 GUIDE_URI = "aar://researcher-guide"
 # Claude Code (2.1) keeps the first 4,096 characters of a server's instructions; stay well below
@@ -60,7 +62,7 @@ class McpAgent:
     direction: dict | None = None
     deadline: float | None = None
     max_submissions: int = 0
-    experiment_timeout_s: float = 300.0
+    experiment_timeout_s: float = EXPERIMENT_TIMEOUT_S
 
     campaign_dir: Path | None = None  # set when acting as an agent of a campaign
     agent_dir: Path | None = None  # the agent's supervisor-side folder (agents/<name>/, holds the lock)
@@ -107,18 +109,16 @@ class McpAgent:
             direction=a.direction,
             deadline=now + max(left, 0.0),
             max_submissions=int(opts.get("submissions", 0)),
-            experiment_timeout_s=float(opts.get("experiment_timeout_s", 300.0)),
+            experiment_timeout_s=float(opts.get("experiment_timeout_s", EXPERIMENT_TIMEOUT_S)),
             campaign_dir=Path(st.dir),
             agent_dir=Path(a.workspace).parent,
         )
 
     def client(self):
         """A scoring-server client with this agent's token."""
-        from aar.client import Client
+        from aar.client import connect
 
-        if self.server.startswith("unix:"):
-            return Client.over_unix_socket(self.server[len("unix:") :], self.token, timeout=120)
-        return Client(self.server, self.token, timeout=120)
+        return connect(self.server, self.token)
 
 
 def toolbox_for(agent: McpAgent, client):

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 
 from aar.agents.space import Config, combine, mutate
 from aar.agents.tools import AgentEnv, call_tool
+from aar.fileio import write_json_atomic
 
 JSON_BLOCK = re.compile(r"```json\s*(\{.*?\})\s*```", re.S)
 
@@ -161,9 +162,7 @@ class OfflineResearcher:
     def save(self) -> None:
         """Write the state atomically."""
         self.state.rng = _jsonable(self.rng.getstate())
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.state), indent=1))
-        tmp.replace(self.path)
+        write_json_atomic(self.path, asdict(self.state), indent=1)
 
     def rec(self, key: str) -> Record:
         return Record(**self.state.records[key])

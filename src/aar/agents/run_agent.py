@@ -9,11 +9,17 @@ the only way out of a sandbox) or ``AAR_SERVER_URL``. Output goes to stdout (the
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aar.agents.experiments import EXPERIMENT_TIMEOUT_S
+from aar.fileio import write_json_atomic
+
+if TYPE_CHECKING:
+    from aar.client import Client
 
 
 @dataclass
@@ -28,7 +34,7 @@ class AgentConfig:
     seed: int
     deadline: float  # epoch seconds
     max_submissions: int
-    experiment_timeout_s: float = 120.0
+    experiment_timeout_s: float = EXPERIMENT_TIMEOUT_S
     backend: str = "offline"
     settings: dict = field(default_factory=dict)
     researcher: str = "offline"  # offline (the built-in researcher) or a control: random, tuned
@@ -37,9 +43,7 @@ class AgentConfig:
 
     def save(self, path: Path) -> None:
         """Write as JSON (atomically)."""
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=1))
-        tmp.replace(path)
+        write_json_atomic(path, self.__dict__, indent=1)
 
     @classmethod
     def load(cls, path: Path) -> AgentConfig:
@@ -47,14 +51,11 @@ class AgentConfig:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def _client():
-    from aar.client import Client
+def _client() -> Client:
+    """The agent's client (token and server from the environment)."""
+    from aar.client import connect_from_env
 
-    token = os.environ.get("AAR_TOKEN", "")
-    sock = os.environ.get("AAR_SERVER_SOCKET")
-    if sock:
-        return Client.over_unix_socket(sock, token, timeout=60)
-    return Client(os.environ.get("AAR_SERVER_URL", "http://127.0.0.1:8765"), token, timeout=60)
+    return connect_from_env()
 
 
 def main(config_path: str) -> int:

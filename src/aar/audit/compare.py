@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aar.fileio import write_json_atomic
 from aar.w2s.metrics import paired_comparison, pgr_estimate
 
 CONTROLS_FILE = "controls.json"
@@ -88,9 +89,7 @@ def compare_campaigns(main: str | Path, controls: list[str | Path]) -> dict:
             {"dir": str(c), "researcher": researcher, **side, "main_minus_control": cmp_.to_dict()}
         )
     path = main / CONTROLS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(path)
+    write_json_atomic(path, out, indent=1)
     return out
 
 

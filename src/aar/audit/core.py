@@ -19,35 +19,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from aar.audit import scan as scanner
 from aar.audit.config import AuditConfig
-from aar.audit.runner import ArtifactError, Experiment, RunResult, load_experiment, run_experiment
+from aar.audit.jobs import Plan, run_all
+from aar.audit.runner import ArtifactError, load_experiment
 from aar.audit.selection import Target, select
 from aar.audit.store import as_dict, read_local, record, stored_audits, write_local
 from aar.audit.verdicts import agreement, decide
 from aar.audit.views import AuditViews, build_views
 from aar.client import ApiError, Client
+from aar.fileio import write_json_atomic
 
 
-@dataclass
-class _Plan:
-    target: Target
-    exp: Experiment | None
-    error: str | None
-    findings: list[dict]
-    code_dir: Path
-    runs: dict[str, tuple[Path, int, list[str]]] = field(default_factory=dict)  # kind -> (view, seed, ids)
-    results: dict[str, RunResult] = field(default_factory=dict)
-
-
-def _plan(admin: Client, t: Target, views: AuditViews, cfg: AuditConfig, code_root: Path) -> _Plan:
+def _plan(admin: Client, t: Target, views: AuditViews, cfg: AuditConfig, code_root: Path) -> Plan:
     code_dir = code_root / str(t.submission_id)
     exp, error = None, None
     try:
@@ -61,7 +49,7 @@ def _plan(admin: Client, t: Target, views: AuditViews, cfg: AuditConfig, code_ro
         findings = [f.to_dict() for f in scanner.scan_files(exp.files)]
     else:
         findings = [f.to_dict() for f in scanner.scan_dir(code_dir)] if code_dir.exists() else []
-    p = _Plan(t, exp, error, findings, code_dir)
+    p = Plan(t, exp, error, findings, code_dir)
     if exp is None:
         return p
     both = views.test_ids + views.final_ids
@@ -90,7 +78,7 @@ def _split_fig(splits: dict | None, name: str) -> dict | None:
 
 
 def _variant(
-    admin: Client, testbed_id: str, p: _Plan, prefix: str, compare: str | None = None, paired: bool = False
+    admin: Client, testbed_id: str, p: Plan, prefix: str, compare: str | None = None, paired: bool = False
 ) -> dict:
     """Figures of the runs whose kind starts with ``prefix``; with ``paired``, compared with the audited
     runs at the same hidden seeds (an ablation against the method itself, paired by seed)."""
@@ -126,7 +114,7 @@ def _variant(
     }
 
 
-def _judge(admin: Client, testbed_id: str, p: _Plan, cfg: AuditConfig, notes: list[str]) -> dict:
+def _judge(admin: Client, testbed_id: str, p: Plan, cfg: AuditConfig, notes: list[str]) -> dict:
     t = p.target
     checks: dict = {
         "config_version": cfg.version(),
@@ -224,7 +212,7 @@ def audit_testbed(
     plans = [_plan(admin, t, views, cfg, out_dir / "code") for t in todo]
     jobs = [(p, kind) for p in plans for kind in p.runs]
     t0 = time.monotonic()
-    _run_all(jobs, out_dir / "work", cfg, progress, audit_log)
+    run_all(jobs, out_dir / "work", cfg, progress, audit_log)
     say(f"audit runs: {len(jobs)} in {time.monotonic() - t0:.0f}s ({cfg.n_jobs()} in parallel)")
     for p in plans:
         t = p.target
@@ -247,7 +235,7 @@ def audit_testbed(
     return done
 
 
-def _save_runs(folder: Path, p: _Plan) -> None:
+def _save_runs(folder: Path, p: Plan) -> None:
     """The audited runs' predictions at the hidden seeds (test and final inputs), for paired comparisons
     of headlines across campaigns (:mod:`aar.audit.compare`); operator-side, never shown to agents."""
     kinds = sorted(k for k in p.runs if k.startswith("seed") and p.results.get(k) and p.results[k].ok)
@@ -257,45 +245,7 @@ def _save_runs(folder: Path, p: _Plan) -> None:
     blob = {"submission_id": p.target.submission_id, "seeds": [p.runs[k][1] for k in kinds],
             "probs": [p.results[k].probs for k in kinds]}
     path = folder / f"{p.target.submission_id}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(blob))
-    tmp.replace(path)
-
-
-def _run_all(jobs: list[tuple[_Plan, str]], work: Path, cfg: AuditConfig, progress: bool, audit_log) -> None:
-    """Every run in its own sandbox, ``cfg.n_jobs()`` at a time, each with its own uid."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from aar.sandbox.uids import allocate_uid_block
-
-    n = min(cfg.n_jobs(), max(1, len(jobs)))
-    block = allocate_uid_block()
-    uids: queue.Queue[int] = queue.Queue()
-    for j in range(n):
-        uids.put(block.uid(j))
-
-    def one(job: tuple[_Plan, str]) -> None:
-        p, kind = job
-        view, seed, ids = p.runs[kind]
-        uid = uids.get()
-        try:
-            name = f"{p.target.submission_id}-{kind}"
-            p.results[kind] = run_experiment(p.exp, view, seed, ids, work / name, cfg, uid=uid,
-                                             audit_log=audit_log, label=f"audit-{name}")
-        except Exception as e:  # a run that cannot even start is a failed run, not a failed audit
-            p.results[kind] = RunResult(False, error=f"{type(e).__name__}: {e}")
-        finally:
-            uids.put(uid)
-
-    try:
-        with Progress(TextColumn("audit runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      disable=not progress) as bar:
-            task = bar.add_task("runs", total=len(jobs))
-            with ThreadPoolExecutor(max_workers=n) as pool:
-                for _ in pool.map(one, jobs):
-                    bar.advance(task)
-    finally:
-        block.release()
+    write_json_atomic(path, blob)
 
 
 def rejudge(admin: Client, out_dir: Path, cfg: AuditConfig, say: Callable[[str], None] = print) -> list[dict]:
@@ -336,20 +286,16 @@ def audit_campaign(
 ) -> list[dict]:
     """``aar audit DIR``: audit a campaign's submissions (starting its local server if needed), store
     the audits, optionally re-run the top audited methods on other testbeds, and rewrite the report."""
-    from aar.campaign.report import _NoLaunch
+    from aar.campaign.connection import CampaignServer
     from aar.campaign.report import write_report as write
     from aar.campaign.state import CampaignState
 
     state = CampaignState.load(directory)
     cfg = cfg or AuditConfig(timeout_s=max(600.0, float(state.options.get("experiment_timeout_s") or 0) * 2))
     cfg.allow_unsafe = cfg.allow_unsafe or bool(state.options.get("unsafe_no_sandbox"))
-    camp = None
-    if admin is None:
-        from aar.campaign.orchestrator import Campaign
-
-        camp = Campaign(state, launcher=_NoLaunch(), say=lambda _m: None)
+    conn = CampaignServer(state) if admin is None else None
     try:
-        ctx = camp._connect() if camp is not None else contextlib.nullcontext(admin)
+        ctx = conn.connect() if conn is not None else contextlib.nullcontext(admin)
         with ctx as client:
             if rejudge_only:
                 audits = rejudge(client, Path(state.dir) / "audit", cfg, say)
@@ -366,6 +312,6 @@ def audit_campaign(
             if write_report:
                 write(state, client)
     finally:
-        if camp is not None:
-            camp.close()
+        if conn is not None:
+            conn.close()
     return audits

@@ -9,17 +9,16 @@ row. The table goes to ``<audit dir>/generalisation.json`` and into the report.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from aar.audit.config import AuditConfig
-from aar.audit.core import _Plan, _run_all
+from aar.audit.jobs import Plan, run_all
 from aar.audit.runner import ArtifactError, Experiment
 from aar.audit.selection import Target
+from aar.fileio import write_json_atomic
 
 DISQUALIFIED = "disqualified"
 
@@ -64,7 +63,7 @@ def generalise(
     from aar.w2s.testbeds.registry import load_testbed
 
     seeds = cfg.hidden_seeds()
-    plans: list[_Plan] = []
+    plans: list[Plan] = []
     for a in _pick(audits, top):
         code_dir = Path(a.get("code_dir") or out_dir / "code" / str(a["submission_id"]))
         try:
@@ -73,8 +72,8 @@ def generalise(
             say(f"  #{a['submission_id']}: cannot re-run ({e})")
             continue
         t = Target(a["submission_id"], a.get("agent", ""), a.get("method", ""), "", None, None, None, None)
-        plans.append(_Plan(t, exp, None, [], code_dir))
-    plans.append(_Plan(Target(0, "shipped", "vanilla", "", None, None, None, None),
+        plans.append(Plan(t, exp, None, [], code_dir))
+    plans.append(Plan(Target(0, "shipped", "vanilla", "", None, None, None, None),
                        Experiment("vanilla", {}, seeds[0]), None, [], out_dir))
     labels: dict[str, dict] = {}
     for name in testbeds:
@@ -93,7 +92,7 @@ def generalise(
             for s in seeds:
                 p.runs[f"{name}:{s}"] = (view, s, ids)
     jobs = [(p, kind) for p in plans for kind in p.runs]
-    _run_all(jobs, out_dir / "work", cfg, progress, None)
+    run_all(jobs, out_dir / "work", cfg, progress, None)
     rows = []
     for p in plans:
         row = {"submission_id": p.target.submission_id or None, "agent": p.target.agent,
@@ -118,7 +117,5 @@ def generalise(
              "method": "harness-side pgr_estimate over hidden seeds (t over seeds + example bootstrap)"}
     path = out_dir / "generalisation.json"
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(table, indent=1))
-    tmp.replace(path)
+    write_json_atomic(path, table, indent=1)
     return table

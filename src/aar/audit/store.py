@@ -5,10 +5,10 @@ leaderboard) and one JSON file per audited submission under the audit folder (li
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from aar.client import ApiError, Client
+from aar.fileio import write_json_atomic
 
 
 def as_dict(x: object) -> dict:
@@ -42,10 +42,7 @@ def write_local(folder: Path, audit: dict) -> Path:
     """``folder/<submission id>.json`` (atomic), the per-audit file the report links to."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{audit['submission_id']}.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(audit, indent=1, sort_keys=True))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(path, audit, indent=1, sort_keys=True)
 
 
 def read_local(folder: Path) -> dict[int, dict]:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aar.fileio import write_json_atomic
 from aar.w2s.cache import build_atomically, make_readable
 
 ABLATION_SEED = 7919  # the rng of the random strong model and the teacher permutation
@@ -60,12 +61,6 @@ def _inputs(view: Path) -> dict:
     return raw.get("splits", raw)
 
 
-def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj))
-    tmp.replace(path)
-
-
 def add_final_inputs(view: Path, testbed) -> list[str]:
     """Append the final split's inputs (labels stripped) to the view's ``test`` split; their ids."""
     final = [e.unlabeled() for e in testbed.dataset.splits.get("final", [])]
@@ -75,11 +70,11 @@ def add_final_inputs(view: Path, testbed) -> list[str]:
     splits = raw.get("splits", raw)
     splits["test"] = list(splits["test"]) + [e.to_json() for e in final]
     splits.pop("final", None)
-    _write_json(view / "inputs.json", raw)
+    write_json_atomic(view / "inputs.json", raw)
     meta = json.loads((view / "view.json").read_text())
     if isinstance(meta.get("sizes"), dict):
         meta["sizes"]["test"] = len(splits["test"])
-    _write_json(view / "view.json", meta)
+    write_json_atomic(view / "view.json", meta)
     # under the teacher-on-test protocol the teacher files cover test ids: cover the final ids too
     from aar.w2s.experiment import teacher_outputs
 
@@ -90,7 +85,7 @@ def add_final_inputs(view: Path, testbed) -> list[str]:
             continue
         probs = teacher_outputs(testbed, int(blob["seed"])).probs
         blob["probs"].update({e.id: float(probs[e.id]) for e in final if e.id in probs})
-        _write_json(f, blob)
+        write_json_atomic(f, blob)
     return [e.id for e in final]
 
 
@@ -119,7 +114,7 @@ def shuffle_teacher(view: Path, seed: int = ABLATION_SEED) -> None:
         ids = sorted(blob["probs"])
         values = np.array([blob["probs"][i] for i in ids], dtype=float)
         blob["probs"] = dict(zip(ids, rng.permutation(values).tolist(), strict=True))
-        _write_json(f, blob)
+        write_json_atomic(f, blob)
 
 
 def build_views(

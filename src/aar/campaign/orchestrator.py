@@ -25,8 +25,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from aar.agents.experiments import EXPERIMENT_TIMEOUT_S
 from aar.agents.mcp_server import AgentBusy, hold_agent_lock
 from aar.campaign.budgets import Budgets, agent_over, campaign_over, usage
+from aar.campaign.connection import CampaignServer
 from aar.campaign.events import AUDIT_FILE, AuditLog
 from aar.campaign.launcher import (
     AgentHandle,
@@ -37,7 +39,7 @@ from aar.campaign.launcher import (
     make_launcher,
 )
 from aar.campaign.progress import Progress
-from aar.campaign.server import LocalServer, SocketRelay, attached_admin, new_admin_token
+from aar.campaign.server import LocalServer, attached_admin, new_admin_token
 from aar.campaign.state import AgentState, CampaignState
 from aar.campaign.timeline import all_submissions, build_timeline, write_timeline
 from aar.client import ApiError, Client
@@ -71,7 +73,7 @@ class CampaignOptions:
     base_url: str | None = None  # LLM backends: API base URL (OpenAI-compatible: vLLM, llama.cpp, ...)
     llm: dict = field(default_factory=dict)  # LLM loop settings (aar.agents.llm.campaign)
     unsafe_no_sandbox: bool = False
-    experiment_timeout_s: float = 300.0  # many agents share few cores: runs are slower than alone
+    experiment_timeout_s: float = EXPERIMENT_TIMEOUT_S
     teacher_seeds: int = 5  # teacher seeds in the public view and reference seeds of the bundle
     baselines: list[str] | None = None  # None: every shipped method
     agent_command: list[str] | None = None  # replaces the agent process (tests, custom backends)
@@ -203,7 +205,7 @@ class Campaign:
 
             if not isinstance(self.launcher, LLMLauncher):
                 self.launcher = LLMLauncher(self.launcher, self.opts, state)
-        self.server, self.relay = server, None
+        self.connection = CampaignServer(state, server, relay_for_agents=True)
         self.handles: dict[str, AgentHandle] = {}
         self.locks: dict[str, object] = {}  # agent name -> the held lock file of its supervisor-side folder
         self.progress = progress or Progress(f"campaign {Path(state.dir).name}")
@@ -212,20 +214,7 @@ class Campaign:
 
     # -- server ------------------------------------------------------------------------------------
     def _connect(self) -> Client:
-        srv = self.state.server
-        if srv["mode"] == "local":
-            if self.server is None:
-                self.server = LocalServer(Path(self.state.dir), srv["admin_token"]).start()
-            return self.server.admin()
-        url = srv["url"]
-        if url.startswith("unix:"):
-            srv["socket"] = url[len("unix:") :]
-        elif self.relay is None:
-            from urllib.parse import urlparse
-
-            u = urlparse(url)
-            self.relay = SocketRelay(Path(srv["socket"]), u.hostname or "127.0.0.1", u.port or 80)
-        return attached_admin(url, srv["admin_token"])
+        return self.connection.connect()
 
     # -- agents ------------------------------------------------------------------------------------
     def _launch(self, a: AgentState, now: float) -> None:
@@ -328,8 +317,7 @@ class Campaign:
             st.save()
             for s, h in old.items():
                 signal.signal(s, h)
-            if self.relay is not None:
-                self.relay.close()
+            self.connection.close_relay()
         return st
 
     def _loop(self, admin: Client) -> None:
@@ -433,8 +421,7 @@ class Campaign:
             lock.close()  # type: ignore[attr-defined]
         self.locks.clear()
         close_launcher(self.launcher)
-        if self.server is not None:
-            self.server.stop()
+        self.connection.close()
 
 
 def _is_agent_process(pid: int) -> bool:

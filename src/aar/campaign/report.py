@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 
 from aar.campaign.budgets import USAGE_MAX_BYTES, usage
+from aar.campaign.connection import CampaignServer
 from aar.campaign.state import CampaignState
 from aar.campaign.timeline import all_submissions, build_timeline, write_timeline
 from aar.client import ApiError, Client
+from aar.fileio import write_text_atomic
 from aar.sandbox.safe_read import read_json_safely, read_text_safely
 
 
@@ -284,38 +285,23 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_report(state: CampaignState, admin: Client) -> Path:
     """Write ``report.json``, ``pgr_vs_agent_hours.png`` and ``report.md`` into the campaign directory."""
     d = Path(state.dir)
     data = collect(state, admin)
     timeline = json.loads((d / "timeline.json").read_text())
     plot(data, timeline, d / "pgr_vs_agent_hours.png")
-    _write(d / "report.json", json.dumps(data, indent=1))
-    _write(d / "report.md", render(data, admin, state))
+    write_text_atomic(d / "report.json", json.dumps(data, indent=1))
+    write_text_atomic(d / "report.md", render(data, admin, state))
     return d / "report.md"
 
 
 def report_dir(directory: str | Path) -> Path:
     """``aar report DIR``: (re)write the report of a campaign, starting its local server if needed."""
-    from aar.campaign.orchestrator import Campaign
-
     state = CampaignState.load(directory)
-    camp = Campaign(state, launcher=_NoLaunch(), say=lambda _m: None)
+    conn = CampaignServer(state)
     try:
-        with camp._connect() as admin:
+        with conn.connect() as admin:
             return write_report(state, admin)
     finally:
-        camp.close()
-
-
-class _NoLaunch:
-    name = "none"
-
-    def start(self, launch):  # pragma: no cover - reports never launch agents
-        raise RuntimeError("a report does not start agents")
+        conn.close()

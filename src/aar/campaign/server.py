@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from aar.client import ApiError, Client
+from aar.client import ApiError, Client, connect
 
 
 class ServerError(RuntimeError):
@@ -74,7 +74,7 @@ class LocalServer:
 
     def admin(self) -> Client:
         """An admin client over the socket."""
-        return Client.over_unix_socket(self.socket, self.token, timeout=120)
+        return connect(f"unix:{self.socket}", self.token)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then the whole group)."""
@@ -140,6 +140,4 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
 
 def attached_admin(url: str, token: str) -> Client:
     """An admin client for an attached server: ``http://host:port`` or ``unix:/path/to.sock``."""
-    if url.startswith("unix:"):
-        return Client.over_unix_socket(url[len("unix:") :], token, timeout=120)
-    return Client(url, token, timeout=120)
+    return connect(url, token)

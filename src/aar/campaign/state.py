@@ -8,10 +8,11 @@ file is mode 600: it carries tokens.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from aar.fileio import write_json_atomic
 
 STATE_FILE = "campaign.json"
 
@@ -69,14 +70,7 @@ class CampaignState:
 
     def save(self) -> None:
         """Atomic write (temp file, fsync, rename), mode 600."""
-        path = Path(self.dir) / STATE_FILE
-        tmp = path.with_name(f".{STATE_FILE}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
+        write_json_atomic(Path(self.dir) / STATE_FILE, asdict(self), mode=0o600, indent=1)
 
     @classmethod
     def load(cls, directory: str | Path) -> CampaignState:

@@ -3,12 +3,11 @@ submission with its agent, public and private PGR, and cumulative agent-hours at
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from aar.campaign.state import CampaignState
 from aar.client import Client
+from aar.fileio import write_json_atomic
 
 
 def all_submissions(admin: Client, testbed_id: str, agents: set[str] | None = None) -> list[dict]:
@@ -52,7 +51,4 @@ def build_timeline(state: CampaignState, submissions: list[dict]) -> list[dict]:
 def write_timeline(state: CampaignState, rows: list[dict]) -> Path:
     """Write ``DIR/timeline.json`` atomically."""
     path = Path(state.dir) / "timeline.json"
-    tmp = path.with_name(f".timeline.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(rows, indent=1))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(path, rows, indent=1)

@@ -6,13 +6,17 @@ Also the documentation of those errors in the OpenAPI document: :func:`error_res
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 
 class ApiError(Exception):
-    """An error answered as JSON with the given HTTP status (always 4xx, or 503 for overload)."""
+    """An error answered as JSON with the given HTTP status (always 4xx, or 503 for overload).
+
+    The one error type on both sides: the server raises it, and the client (:mod:`aar.client`)
+    raises it (or a subclass) from the envelope of an error answer."""
 
     def __init__(
         self,
@@ -20,13 +24,13 @@ class ApiError(Exception):
         code: str,
         message: str,
         details: dict | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Build the error; ``details`` must be JSON-ready."""
-        super().__init__(message)
+        super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
         self.details = details or {}
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
 
     def body(self) -> dict:
         """The JSON body of the error response."""

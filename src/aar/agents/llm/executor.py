@@ -24,16 +24,17 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-
-def _client():
+if TYPE_CHECKING:
     from aar.client import Client
 
-    token = os.environ.get("AAR_TOKEN", "")
-    sock = os.environ.get("AAR_SERVER_SOCKET")
-    if sock:
-        return Client.over_unix_socket(sock, token, timeout=120)
-    return Client(os.environ.get("AAR_SERVER_URL", "http://127.0.0.1:8765"), token, timeout=120)
+
+def _client() -> Client:
+    """The agent's client (token and server from the environment)."""
+    from aar.client import connect_from_env
+
+    return connect_from_env()
 
 
 def serve(box, inp, out) -> None:

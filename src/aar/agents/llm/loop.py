@@ -15,7 +15,6 @@ arguments, unknown tool, a call cut off by the output limit) gets a tool error b
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Protocol
 
 from aar.agents.llm.context import SUMMARY_INSTRUCTIONS, compacted, digest, estimate_tokens, repair, split
 from aar.agents.llm.pricing import BudgetExhausted, Ledger, Price, Usage
+from aar.fileio import write_text_atomic
 
 PROMPTS = Path(__file__).with_name("prompts")
 
@@ -169,12 +169,6 @@ def tool_list(specs: list[dict]) -> str:
     return "\n".join(out)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 # -- the loop --------------------------------------------------------------------------------------
 class Researcher:
     """One LLM researcher: :meth:`run` until its deadline, budget, or stop signal."""
@@ -250,7 +244,7 @@ class Researcher:
             "stop_reason": stop_reason,
             "saved": time.time(),
         }
-        _atomic_write(self.store / "state.json", json.dumps(st))
+        write_text_atomic(self.store / "state.json", json.dumps(st))
 
     def _transcript(self, msg: dict) -> None:
         if self.store is not None:
@@ -276,7 +270,7 @@ class Researcher:
             **self.usage_meta,
             "updated": time.time(),
         }
-        _atomic_write(self.usage_path, json.dumps(data, indent=1))
+        write_text_atomic(self.usage_path, json.dumps(data, indent=1))
 
     # -- model calls -------------------------------------------------------------------------------
     def specs(self) -> list[dict]:
