@@ -10,19 +10,19 @@ and returns a JSON-ready dict; failures come back as ``{"error": ...}`` rather t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from aar.agents import artifacts
 from aar.agents.diagnostics import diagnostics
 from aar.agents.experiments import ExperimentRunner
-from aar.agents.schema import ArgumentError, check
-from aar.client import ApiError, Client
+from aar.agents.toolkit import Tool, ToolError, ToolRegistry, run_tool, unknown_tool
+from aar.client import Client
 
-
-class ToolError(RuntimeError):
-    """A tool could not do what was asked (bad path, unknown run, ...); its message goes to the agent."""
+__all__ = ["TOOLS", "AgentEnv", "Tool", "ToolError", "call_tool", "tool_specs"]
 
 
 @dataclass
@@ -80,70 +80,37 @@ class AgentEnv:
         return res.probs[0]
 
 
-@dataclass(frozen=True)
-class Tool:
-    """One tool: its name, docstring (the description every backend shows), JSON schema and implementation."""
-
-    name: str
-    description: str
-    schema: dict
-    fn: Callable[..., dict]
-
-    def spec(self) -> dict:
-        """``{name, description, input_schema}`` (the Anthropic/MCP shape; OpenAI calls it parameters)."""
-        return {"name": self.name, "description": self.description, "input_schema": self.schema}
-
-
-TOOLS: dict[str, Tool] = {}
-
-
-def _obj(props: dict | None = None, required: tuple[str, ...] = ()) -> dict:
-    return {
-        "type": "object",
-        "properties": props or {},
-        "required": list(required),
-        "additionalProperties": False,
-    }
-
-
-def tool(schema: dict) -> Callable:
-    """Register a function as a tool; its name and docstring become the tool's name and description."""
-
-    def wrap(fn: Callable[..., dict]) -> Callable[..., dict]:
-        TOOLS[fn.__name__] = Tool(fn.__name__, " ".join((fn.__doc__ or "").split()), schema, fn)
-        return fn
-
-    return wrap
+RESEARCH = ToolRegistry()
+TOOLS: dict[str, Tool] = RESEARCH.tools
+tool = RESEARCH.tool
 
 
 def tool_specs() -> list[dict]:
     """The tool list every backend exposes."""
-    return [t.spec() for t in TOOLS.values()]
+    return RESEARCH.specs()
 
 
 def call_tool(env: AgentEnv, name: str, args: dict | None = None) -> dict:
-    """Check ``args`` against the tool's schema, run it, and turn failures into ``{"error": ...}``."""
+    """Check ``args`` against the tool's signature, run it, and turn failures into ``{"error": ...}``."""
     t = TOOLS.get(name)
     if t is None:
-        return {"error": f"unknown tool '{name}'; tools: {', '.join(TOOLS)}"}
-    args = args or {}
-    try:
-        check(args, t.schema)
-        return t.fn(env, **args)
-    except (ArgumentError, ToolError) as e:
-        return {"error": str(e)}
-    except ApiError as e:
-        return {"error": f"server: {e}", "status": e.status, "code": e.code, "details": e.details}
-    except (OSError, ValueError, KeyError) as e:
-        return {"error": f"{type(e).__name__}: {e}"}
+        return unknown_tool(name, list(TOOLS))
+    return run_tool(t, env, args)
 
 
-_STR = {"type": "string", "maxLength": 4000}
-_INT = {"type": "integer", "minimum": 0}
+# Argument types shared by several tools (limits and descriptions become the JSON schema).
+Text = Annotated[str, Field(max_length=4000)]
+Page = Annotated[int, Field(ge=1, le=100)]
+Offset = Annotated[int, Field(ge=0)]
+Id = Annotated[int, Field(ge=1)]
+WorkspacePath = Annotated[str, Field(max_length=300)]
+SubmissionIds = Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=20)]
+ArtifactHashes = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=20)]
+Body = Annotated[str, Field(max_length=50_000)]
 
 
 # -- testbed ---------------------------------------------------------------------------------------
-@tool(_obj())
+@tool
 def testbed_info(env: AgentEnv) -> dict:
     """The testbed: task description, visible splits and their sizes, teacher seeds, the strong model's
     fine-tuning config, and the shipped methods with their parameters. No labels are visible anywhere."""
@@ -166,36 +133,26 @@ def testbed_info(env: AgentEnv) -> dict:
 
 
 # -- experiments -----------------------------------------------------------------------------------
-@tool(
-    _obj(
-        {
-            "method": {
-                "type": "string",
-                "maxLength": 300,
-                "description": "a shipped method name, or a .py method file in your workspace",
-            },
-            "params": {"type": "object", "description": "method parameters (defaults otherwise)"},
-            "seeds": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": 5},
-            "splits": {"type": "array", "items": {"type": "string", "enum": ["dev", "test"]}, "maxItems": 2},
-            "timeout_s": {"type": "number", "minimum": 1, "maximum": 3600},
-            "with_run": {
-                "type": "string",
-                "maxLength": 40,
-                "description": "an earlier run of the same method whose seeds join the diagnostics "
-                "(e.g. seed agreement without rerunning a seed)",
-            },
-        },
-        ("method",),
-    )
-)
+@tool
 def run_experiment(
     env: AgentEnv,
-    method: str,
-    params: dict | None = None,
-    seeds: list[int] | None = None,
-    splits: list[str] | None = None,
-    timeout_s: float | None = None,
-    with_run: str | None = None,
+    method: Annotated[
+        str,
+        Field(max_length=300, description="a shipped method name, or a .py method file in your workspace"),
+    ],
+    params: Annotated[dict, Field(description="method parameters (defaults otherwise)")] | None = None,
+    seeds: Annotated[list[Offset], Field(max_length=5)] | None = None,
+    splits: Annotated[list[Literal["dev", "test"]], Field(max_length=2)] | None = None,
+    timeout_s: Annotated[float, Field(ge=1, le=3600)] | None = None,
+    with_run: Annotated[
+        str,
+        Field(
+            max_length=40,
+            description="an earlier run of the same method whose seeds join the diagnostics "
+            "(e.g. seed agreement without rerunning a seed)",
+        ),
+    ]
+    | None = None,
 ) -> dict:
     """Run a method on your machine on the unlabelled inputs and predict dev and/or test, for each seed
     (each seed uses that seed's teacher; teacher outputs exist for train_unlabel only). A fixed 10% slice
@@ -242,37 +199,26 @@ def _earlier_run(env: AgentEnv, run_id: str, splits: list[str]) -> list[tuple[in
 
 
 # -- submissions -----------------------------------------------------------------------------------
-@tool(
-    _obj(
-        {
-            "run_id": {
-                "type": "string",
-                "maxLength": 40,
-                "description": "a run_experiment run that predicted test",
-            },
-            "seed": {**_INT, "description": "which seed's predictions (default: the run's first seed)"},
-            "description": _STR,
-            "method_label": {
-                "type": "string",
-                "maxLength": 64,
-                "description": "short name shown on the leaderboard",
-            },
-            "code_path": {
-                "type": "string",
-                "maxLength": 300,
-                "description": "file or folder in your workspace with the code (default: the run's code)",
-            },
-        },
-        ("run_id", "description"),
-    )
-)
+@tool
 def submit(
     env: AgentEnv,
-    run_id: str,
-    description: str,
-    seed: int | None = None,
-    method_label: str | None = None,
-    code_path: str | None = None,
+    *,
+    run_id: Annotated[str, Field(max_length=40, description="a run_experiment run that predicted test")],
+    seed: Annotated[
+        int, Field(ge=0, description="which seed's predictions (default: the run's first seed)")
+    ]
+    | None = None,
+    description: Text,
+    method_label: Annotated[str, Field(max_length=64, description="short name shown on the leaderboard")]
+    | None = None,
+    code_path: Annotated[
+        str,
+        Field(
+            max_length=300,
+            description="file or folder in your workspace with the code (default: the run's code)",
+        ),
+    ]
+    | None = None,
 ) -> dict:
     """Submit one run's test predictions to the scoring server, with the code that produced them (stored
     in the code store). Returns the server's public response: the Ladder-released public PGR (it only
@@ -313,15 +259,15 @@ def submit(
     }
 
 
-@tool(_obj({"limit": {"type": "integer", "minimum": 1, "maximum": 100}}))
-def my_submissions(env: AgentEnv, limit: int = 50) -> dict:
+@tool
+def my_submissions(env: AgentEnv, limit: Page = 50) -> dict:
     """Your own submissions, newest first, with the released public figures."""
     page = env.client.submissions(env.testbed_id, limit=limit)
     return {"total": page.total, "items": [s.model_dump() for s in page.items]}
 
 
-@tool(_obj({"submission_id": {"type": "integer", "minimum": 1}}, ("submission_id",)))
-def submission_info(env: AgentEnv, submission_id: int) -> dict:
+@tool
+def submission_info(env: AgentEnv, submission_id: Id) -> dict:
     """Any agent's submission as the server shows it: method, description, code hash, released public PGR."""
     return env.client.submission(submission_id).model_dump()
 
@@ -334,99 +280,61 @@ def _posts(page) -> dict:
     }
 
 
-@tool(
-    _obj(
-        {
-            "limit": {"type": "integer", "minimum": 1, "maximum": 100},
-            "offset": _INT,
-            "tag": {"type": "string", "maxLength": 40},
-            "author": {"type": "string", "maxLength": 64},
-        }
-    )
-)
+@tool
 def forum_list(
-    env: AgentEnv, limit: int = 20, offset: int = 0, tag: str | None = None, author: str | None = None
+    env: AgentEnv,
+    limit: Page = 20,
+    offset: Offset = 0,
+    tag: Annotated[str, Field(max_length=40)] | None = None,
+    author: Annotated[str, Field(max_length=64)] | None = None,
 ) -> dict:
     """List forum posts (newest first), optionally by tag or author."""
     return _posts(env.client.posts(tag=tag, author=author, limit=limit, offset=offset))
 
 
-@tool(
-    _obj(
-        {
-            "q": {"type": "string", "maxLength": 200},
-            "limit": {"type": "integer", "minimum": 1, "maximum": 100},
-        },
-        ("q",),
-    )
-)
-def forum_search(env: AgentEnv, q: str, limit: int = 20) -> dict:
+@tool
+def forum_search(env: AgentEnv, q: Annotated[str, Field(max_length=200)], limit: Page = 20) -> dict:
     """Search forum posts by text."""
     return _posts(env.client.posts(q=q, limit=limit))
 
 
-@tool(_obj({"post_id": {"type": "integer", "minimum": 1}}, ("post_id",)))
-def forum_read(env: AgentEnv, post_id: int) -> dict:
+@tool
+def forum_read(env: AgentEnv, post_id: Id) -> dict:
     """Read a post with its replies."""
     t = env.client.thread(post_id)
     strip = lambda p: {k: v for k, v in p.model_dump().items() if k != "body_html"}  # noqa: E731
     return {"post": strip(t.post), "replies": [strip(r) for r in t.replies]}
 
 
-_LINKS = {
-    "submission_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 20},
-    "artifact_hashes": {"type": "array", "items": {"type": "string", "maxLength": 64}, "maxItems": 20},
-}
-
-
-@tool(
-    _obj(
-        {
-            "title": {"type": "string", "maxLength": 200},
-            "body": {"type": "string", "maxLength": 50_000},
-            "tags": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 10},
-            **_LINKS,
-        },
-        ("title", "body"),
-    )
-)
+@tool
 def forum_post(
     env: AgentEnv,
-    title: str,
-    body: str,
-    tags: list[str] | None = None,
-    submission_ids: list[int] | None = None,
-    artifact_hashes: list[str] | None = None,
+    title: Annotated[str, Field(max_length=200)],
+    body: Body,
+    tags: Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=10)] | None = None,
+    submission_ids: SubmissionIds | None = None,
+    artifact_hashes: ArtifactHashes | None = None,
 ) -> dict:
     """Post a finding (Markdown), linking the submissions and code it is about."""
     p = env.client.post(title, body, tags, submission_ids, artifact_hashes)
     return {"post_id": p.id}
 
 
-@tool(
-    _obj(
-        {
-            "post_id": {"type": "integer", "minimum": 1},
-            "body": {"type": "string", "maxLength": 50_000},
-            **_LINKS,
-        },
-        ("post_id", "body"),
-    )
-)
+@tool
 def forum_reply(
     env: AgentEnv,
-    post_id: int,
-    body: str,
-    submission_ids: list[int] | None = None,
-    artifact_hashes: list[str] | None = None,
+    post_id: Id,
+    body: Body,
+    submission_ids: SubmissionIds | None = None,
+    artifact_hashes: ArtifactHashes | None = None,
 ) -> dict:
     """Reply to a forum post (Markdown), optionally linking submissions and code."""
     return {"post_id": env.client.reply(post_id, body, submission_ids, artifact_hashes).id}
 
 
 # -- code store ------------------------------------------------------------------------------------
-@tool(_obj({"path": {"type": "string", "maxLength": 300}}, ("path",)))
-def code_upload(env: AgentEnv, path: str) -> dict:
+@tool
+def code_upload(env: AgentEnv, path: WorkspacePath) -> dict:
     """Upload a file, or a folder (as a tarball), from your workspace to the code store; returns its hash."""
     p = env.path_in_workspace(path)
     if not p.exists():
@@ -436,8 +344,8 @@ def code_upload(env: AgentEnv, path: str) -> dict:
     return {"sha256": info.sha256, "name": info.name, "size": info.size}
 
 
-@tool(_obj({"sha256": {"type": "string", "maxLength": 64}}, ("sha256",)))
-def code_download(env: AgentEnv, sha256: str) -> dict:
+@tool
+def code_download(env: AgentEnv, sha256: Annotated[str, Field(max_length=64)]) -> dict:
     """Download code by hash into downloads/<sha256>/ in your workspace (tarballs are unpacked)."""
     if not all(c in "0123456789abcdef" for c in sha256) or len(sha256) != 64:
         raise ToolError("sha256 must be 64 lowercase hex digits")
@@ -455,7 +363,7 @@ def code_download(env: AgentEnv, sha256: str) -> dict:
 
 
 # -- leaderboard -----------------------------------------------------------------------------------
-@tool(_obj())
+@tool
 def leaderboard(env: AgentEnv) -> dict:
     """The public leaderboard: each agent's Ladder-released public PGR, method and code hash."""
     return {"rows": [r.model_dump() for r in env.client.leaderboard(env.testbed_id).rows]}

@@ -14,10 +14,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from aar.agents.procs import start_group, wait_or_kill
-from aar.agents.schema import ArgumentError, check
-from aar.agents.tools import TOOLS, AgentEnv, Tool, ToolError, call_tool
+from aar.agents.toolkit import Tool, ToolError, ToolRegistry, run_tool, unknown_tool
+from aar.agents.tools import TOOLS, AgentEnv
+from aar.fileio import write_text_atomic
 
 NOTEBOOK = "notebook.md"
 MAX_READ_CHARS = 20_000
@@ -25,26 +29,15 @@ MAX_FILE_BYTES = 2_000_000
 COMMAND_OUTPUT_CHARS = 8_000
 COMMANDS_DIR = ".commands"
 
-WORKSPACE_TOOLS: dict[str, Tool] = {}
+WORKSPACE = ToolRegistry()
+WORKSPACE_TOOLS: dict[str, Tool] = WORKSPACE.tools
+
+WorkspacePath = Annotated[str, Field(max_length=300, description="path relative to your workspace")]
+LongText = Annotated[str, Field(max_length=100_000)]
 
 
-def _obj(props: dict, required: tuple[str, ...] = ()) -> dict:
-    return {"type": "object", "properties": props, "required": list(required), "additionalProperties": False}
-
-
-def _wtool(schema: dict):
-    def wrap(fn):
-        WORKSPACE_TOOLS[fn.__name__] = Tool(fn.__name__, " ".join((fn.__doc__ or "").split()), schema, fn)
-        return fn
-
-    return wrap
-
-
-_PATH = {"type": "string", "maxLength": 300, "description": "path relative to your workspace"}
-
-
-@_wtool(_obj({"path": _PATH, "depth": {"type": "integer", "minimum": 1, "maximum": 5}}))
-def list_files(box: Toolbox, path: str = ".", depth: int = 2) -> dict:
+@WORKSPACE.tool
+def list_files(box: Toolbox, path: WorkspacePath = ".", depth: Annotated[int, Field(ge=1, le=5)] = 2) -> dict:
     """List files and folders in your workspace (sizes in bytes), to a depth (default 2)."""
     root = box.env.path_in_workspace(path)
     if not root.is_dir():
@@ -70,17 +63,13 @@ def list_files(box: Toolbox, path: str = ".", depth: int = 2) -> dict:
     return {"entries": out, "truncated": len(out) >= 500}
 
 
-@_wtool(
-    _obj(
-        {
-            "path": _PATH,
-            "offset": {"type": "integer", "minimum": 0, "description": "first character to read"},
-            "limit": {"type": "integer", "minimum": 1, "maximum": MAX_READ_CHARS},
-        },
-        ("path",),
-    )
-)
-def read_file(box: Toolbox, path: str, offset: int = 0, limit: int = MAX_READ_CHARS) -> dict:
+@WORKSPACE.tool
+def read_file(
+    box: Toolbox,
+    path: WorkspacePath,
+    offset: Annotated[int, Field(ge=0, description="first character to read")] = 0,
+    limit: Annotated[int, Field(ge=1, le=MAX_READ_CHARS)] = MAX_READ_CHARS,
+) -> dict:
     """Read a text file from your workspace (up to 20,000 characters from `offset`)."""
     p = box.env.path_in_workspace(path)
     if not p.is_file():
@@ -96,17 +85,13 @@ def read_file(box: Toolbox, path: str, offset: int = 0, limit: int = MAX_READ_CH
     }
 
 
-@_wtool(
-    _obj(
-        {
-            "path": _PATH,
-            "content": {"type": "string", "maxLength": MAX_FILE_BYTES},
-            "append": {"type": "boolean", "description": "append instead of replacing"},
-        },
-        ("path", "content"),
-    )
-)
-def write_file(box: Toolbox, path: str, content: str, append: bool = False) -> dict:
+@WORKSPACE.tool
+def write_file(
+    box: Toolbox,
+    path: WorkspacePath,
+    content: Annotated[str, Field(max_length=MAX_FILE_BYTES)],
+    append: Annotated[bool, Field(description="append instead of replacing")] = False,
+) -> dict:
     """Create or overwrite (or append to) a text file in your workspace; folders are created as needed."""
     p = box.env.path_in_workspace(path)
     if p.is_dir():
@@ -116,27 +101,20 @@ def write_file(box: Toolbox, path: str, content: str, append: bool = False) -> d
         with open(p, "a") as f:
             f.write(content)
     else:
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(content)
-        tmp.replace(p)
+        write_text_atomic(p, content)
     return {"path": path, "size": p.stat().st_size}
 
 
-@_wtool(
-    _obj(
-        {
-            "path": _PATH,
-            "old": {"type": "string", "maxLength": 100_000, "description": "exact text to replace"},
-            "new": {"type": "string", "maxLength": 100_000},
-            "replace_all": {
-                "type": "boolean",
-                "description": "replace every occurrence (default: exactly one)",
-            },
-        },
-        ("path", "old", "new"),
-    )
-)
-def edit_file(box: Toolbox, path: str, old: str, new: str, replace_all: bool = False) -> dict:
+@WORKSPACE.tool
+def edit_file(
+    box: Toolbox,
+    path: WorkspacePath,
+    old: Annotated[str, Field(max_length=100_000, description="exact text to replace")],
+    new: LongText,
+    replace_all: Annotated[
+        bool, Field(description="replace every occurrence (default: exactly one)")
+    ] = False,
+) -> dict:
     """Replace exact text in a workspace file: `old` must occur exactly once unless `replace_all`."""
     p = box.env.path_in_workspace(path)
     if not p.is_file():
@@ -151,16 +129,12 @@ def edit_file(box: Toolbox, path: str, old: str, new: str, replace_all: bool = F
     return {"path": path, "replacements": n if replace_all else 1}
 
 
-@_wtool(
-    _obj(
-        {
-            "command": {"type": "string", "maxLength": 10_000, "description": "a bash command line"},
-            "timeout_s": {"type": "number", "minimum": 1, "maximum": 3600, "description": "default 120"},
-        },
-        ("command",),
-    )
-)
-def run_command(box: Toolbox, command: str, timeout_s: float = 120.0) -> dict:
+@WORKSPACE.tool
+def run_command(
+    box: Toolbox,
+    command: Annotated[str, Field(max_length=10_000, description="a bash command line")],
+    timeout_s: Annotated[float, Field(ge=1, le=3600, description="default 120")] = 120.0,
+) -> dict:
     """Run a bash command in your workspace (your sandbox: no network, no labels), e.g. `python check.py`.
     Returns the exit code and the output's tail; the whole process group is killed at the timeout."""
     limit = min(timeout_s, box.command_timeout_s, max(1.0, box.time_left()))
@@ -236,25 +210,15 @@ class Toolbox:
     @staticmethod
     def specs() -> list[dict]:
         """``{name, description, input_schema}`` of every tool, research tools first."""
-        return [t.spec() for t in TOOLS.values()] + [t.spec() for t in WORKSPACE_TOOLS.values()]
+        return [t.spec() for t in TOOLS.values()] + WORKSPACE.specs()
 
     def call(self, name: str, args: dict | None) -> dict:
         """Run a tool; every failure comes back as ``{"error": ...}``."""
-        t = WORKSPACE_TOOLS.get(name)
-        if t is None:
-            if name not in TOOLS:
-                return {"error": f"unknown tool {name!r}; tools: {', '.join([*TOOLS, *WORKSPACE_TOOLS])}"}
-            return call_tool(self.env, name, args)
-        if args is not None and not isinstance(args, dict):
-            return {"error": "arguments must be a JSON object"}
-        args = args or {}
-        try:
-            check(args, t.schema)
-            return t.fn(self, **args)
-        except (ArgumentError, ToolError) as e:
-            return {"error": str(e)}
-        except (OSError, ValueError, UnicodeError) as e:
-            return {"error": f"{type(e).__name__}: {e}"}
+        if name in WORKSPACE_TOOLS:
+            return run_tool(WORKSPACE_TOOLS[name], self, args)
+        if name in TOOLS:
+            return run_tool(TOOLS[name], self.env, args)
+        return unknown_tool(name, [*TOOLS, *WORKSPACE_TOOLS])
 
     def read_notebook(self, limit: int = 12_000) -> str:
         """The notebook's text (its tail when long), or '' when there is none."""
