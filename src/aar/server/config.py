@@ -1,4 +1,8 @@
-"""Server settings: a typed config object, readable from ``AAR_SERVER_*`` environment variables."""
+"""Server settings: a typed config object, readable from ``AAR_SERVER_*`` environment variables.
+
+:class:`Settings` built in code (``aar serve``'s options, tests) takes only the values it is given;
+:func:`settings_from_env` is the one reader of the environment (pydantic-settings: ``AAR_SERVER_<FIELD>``,
+an empty value meaning None), used by the server process that ``aar serve`` starts."""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "AAR_SERVER_"
 MIN_ADMIN_TOKEN = 16
@@ -18,8 +23,10 @@ def default_data_dir() -> Path:
     return Path(home) / "server"
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Everything the server needs to run; printed (minus secrets) at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_parse_none_str="")
 
     data_dir: Path = Field(default_factory=default_data_dir)
     db_url: str | None = None  # default: sqlite file in data_dir
@@ -34,6 +41,18 @@ class Settings(BaseModel):
     max_json_bytes: int = 8 * 1024 * 1024
     max_artifact_bytes: int = 20 * 1024 * 1024
     auto_migrate: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the values given: settings built in code never pick up the process environment."""
+        return (init_settings,)
 
     @field_validator("admin_token")
     @classmethod
@@ -73,13 +92,22 @@ def settings_problem(error: ValidationError) -> str:
     )
 
 
-def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
-    """Build :class:`Settings` from ``AAR_SERVER_*`` variables (empty string means None)."""
-    environ = dict(os.environ if environ is None else environ)
-    values: dict[str, object] = {}
-    for name in Settings.model_fields:
-        key = ENV_PREFIX + name.upper()
-        if key in environ:
-            raw = environ[key]
-            values[name] = None if raw == "" else raw
-    return Settings.model_validate(values)
+class _FromEnvironment(Settings):
+    """The settings the ``AAR_SERVER_*`` variables give (and nothing else)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment only."""
+        return (env_settings,)
+
+
+def settings_from_env() -> Settings:
+    """Build :class:`Settings` from the ``AAR_SERVER_*`` variables (an empty value means None)."""
+    return Settings.model_validate(_FromEnvironment().model_dump())
