@@ -462,12 +462,21 @@ def campaign(
             check_options(backend, model, base_url, agent_dollars, total_dollars, opts.llm)
         except ValueError as e:
             _fail(str(e))
+    from aar.campaign.orchestrator import default_dir
+    from aar.web.standalone import start_live
+
+    if not resume and opts.dir is None:
+        opts.dir = str(default_dir().absolute())  # known now: the dashboard watches it from the start
+    live = start_live(resume or opts.dir, None if resume else server)
     try:
-        run_campaign(None if resume else opts, resume=resume, report=report, audit=audit)
+        state = run_campaign(None if resume else opts, resume=resume, report=report, audit=audit)
+        typer.echo(f"dashboard of this campaign, read-only: aar dashboard {state.dir}")
     except (SandboxUnavailable, FileExistsError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    finally:
+        live.stop()
 
 
 @app.command("mcp")
@@ -531,6 +540,30 @@ def report_cmd(dirs: list[str] = typer.Argument(..., help="Campaign directories.
             f"{r['best_baseline_private_pgr']}; "
             f"{r['submissions']} submissions, {r['agent_hours']} agent-hours"
         )
+
+
+@app.command("dashboard")
+def dashboard_cmd(
+    dir: str = typer.Argument(..., help="Campaign directory."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8780, help="TCP port (0: any free port)."),
+    quiet: bool = typer.Option(False, help="Print nothing (used when aar campaign starts it)."),
+    wait: bool = typer.Option(False, help="Serve a waiting page until the campaign in DIR is set up."),
+) -> None:
+    """Open a campaign's data in the web dashboard, read-only (pages under /dashboard/)."""
+    import uvicorn
+
+    from aar.web.standalone import PendingDashboard, dashboard_app, free_port, login_hint
+
+    try:
+        web = PendingDashboard(dir) if wait else dashboard_app(dir)
+        port = free_port(host, port) if port == 0 else port
+    except (FileNotFoundError, ValueError, OSError) as e:
+        _fail(str(e))
+    if not quiet:
+        typer.echo(f"dashboard: http://{host}:{port}/dashboard/ (read-only; Ctrl-C to stop)")
+        typer.echo(login_hint(dir))
+    uvicorn.run(web, host=host, port=port, log_level="warning", lifespan="off")
 
 
 @app.command("audit")

@@ -165,6 +165,9 @@ def create_app(settings: Settings) -> FastAPI:
     _install_error_handlers(app)
     for module in (meta, admin, audits, testbeds, submissions, leaderboard, forum, artifacts):
         app.include_router(module.router)
+    from aar.web.routes import mount as mount_dashboard
+
+    mount_dashboard(app)  # the read-only web dashboard under /dashboard (same tokens, same rules)
     app.add_middleware(
         AuditMiddleware, db=db, max_json=settings.max_json_bytes, max_artifact=settings.max_artifact_bytes
     )
