@@ -3,18 +3,30 @@
 It holds the options, the server's address and admin token, and per agent its credential,
 direction, seed and the wall-clock intervals it ran (so agent-hours add up across resumes). The
 file is mode 600: it carries tokens.
+
+Both records are validated dataclasses (pydantic): a state is checked when built and when read, and a
+file of another format version is refused with a clear error instead of being half understood.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
 from aar.fileio import write_json_atomic
 
 STATE_FILE = "campaign.json"
+STATE_VERSION = 1  # the format of campaign.json this code writes and reads
+
+
+class StateError(ValueError):
+    """``campaign.json`` is not a campaign state this version of aar can read."""
 
 
 @dataclass
@@ -23,12 +35,13 @@ class AgentState:
 
     name: str
     index: int
-    direction: dict
+    direction: dict[str, Any]
     seed: int
     token: str
     workspace: str
     log: str
-    intervals: list[list[float]] = field(default_factory=list)  # [start, end] epoch seconds of each run
+    # [start, end] epoch seconds of each run
+    intervals: list[list[float | None]] = field(default_factory=list)
     status: str = "pending"  # pending, running, done, stopped
     pid: int | None = None
     exit_code: int | None = None
@@ -59,13 +72,13 @@ class CampaignState:
 
     dir: str
     testbed: str
-    options: dict
-    server: dict  # {"mode": "local"|"attach", "socket": path, "url": str|None, "admin_token": str}
+    options: dict[str, Any]  # CampaignOptions as a dict, plus "view" (the public view's folder)
+    server: dict[str, Any]  # {"mode": "local"|"attach", "socket": path, "url": str|None, "admin_token": str}
     agents: list[AgentState]
     created_at: float = field(default_factory=time.time)
     sessions: list[list[float]] = field(default_factory=list)
     finished: bool = False
-    version: int = 1
+    version: int = STATE_VERSION
     isolation: str | None = None  # "bubblewrap" or "none (--unsafe-no-sandbox)"; "a, then b" if it changed
 
     def save(self) -> None:
@@ -74,13 +87,20 @@ class CampaignState:
 
     @classmethod
     def load(cls, directory: str | Path) -> CampaignState:
-        """Read ``DIR/campaign.json``."""
+        """Read ``DIR/campaign.json``; :class:`StateError` if it is of another version or malformed."""
         path = Path(directory) / STATE_FILE
         if not path.exists():
             raise FileNotFoundError(f"{directory} is not a campaign directory (no {STATE_FILE})")
         raw = json.loads(path.read_text())
-        raw["agents"] = [AgentState(**a) for a in raw["agents"]]
-        return cls(**raw)
+        version = raw.get("version") if isinstance(raw, dict) else None
+        if version != STATE_VERSION:
+            raise StateError(
+                f"{path} has state version {version!r}; this version of aar reads version {STATE_VERSION}"
+            )
+        try:
+            return TypeAdapter(cls).validate_python(raw)
+        except ValidationError as e:
+            raise StateError(f"{path} is not a valid campaign state: {e}") from None
 
     def agent_seconds(self, now: float | None = None) -> float:
         """Cumulative agent wall seconds over all agents and sessions."""
