@@ -22,9 +22,13 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
+from typing import Any
 
+from pydantic.dataclasses import dataclass
+
+from aar.agents.notes import NOTES_VERSION, validate_notes
 from aar.agents.space import GRID, RECIPE_DEFAULTS, Config, valid
 from aar.agents.tools import AgentEnv, call_tool
 from aar.fileio import write_json_atomic
@@ -91,8 +95,9 @@ class ControlState:
     seed: int
     draws: int = 0  # configurations drawn so far (the random stream is replayed to this point)
     n_submitted: int = 0
-    tried: list[dict] = field(default_factory=list)
+    tried: list[dict[str, Any]] = field(default_factory=list)
     best_released: float | None = None
+    version: int = NOTES_VERSION
 
 
 class ControlResearcher:
@@ -126,8 +131,8 @@ class ControlResearcher:
     def _load(self, seed: int) -> ControlState:
         if self.path.exists():
             data = json.loads(self.path.read_text())
-            if data.get("kind") == self.kind:
-                return ControlState(**data)
+            if isinstance(data, dict) and data.get("kind") == self.kind:
+                return validate_notes(data, ControlState, self.path)
         return ControlState(kind=self.kind, seed=seed)
 
     def save(self) -> None:

@@ -37,8 +37,12 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
+from typing import Any
 
+from pydantic.dataclasses import dataclass
+
+from aar.agents.notes import NOTES_VERSION, validate_notes
 from aar.agents.space import Config, combine, mutate
 from aar.agents.tools import AgentEnv, call_tool
 from aar.fileio import write_json_atomic
@@ -64,10 +68,10 @@ class Record:
     """What the researcher knows about one candidate."""
 
     method: str
-    params: dict
+    params: dict[str, Any]
     origin: str
     run_id: str | None = None
-    diag: dict | None = None
+    diag: dict[str, Any] | None = None
     score: float | None = None
     status: str = "queued"  # queued, rejected, pending, unstable, submitted, failed
     note: str = ""
@@ -84,11 +88,11 @@ class Record:
 
 @dataclass
 class State:
-    """Everything needed to resume."""
+    """Everything needed to resume (the researcher's notes, ``state.json``)."""
 
     seed: int
-    rng: list | None = None
-    records: dict[str, dict] = field(default_factory=dict)
+    rng: list[Any] | None = None
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # config key -> a Record as a dict
     queue: list[str] = field(default_factory=list)
     incumbent: str | None = None
     best_released: float | None = None
@@ -102,7 +106,7 @@ class State:
     steps: int = 0
     last_run_s: float = 0.0
     wide: int = 0  # proposals left that may move any knob (after a run of failures)
-    done: bool = False
+    version: int = NOTES_VERSION
 
 
 def screen_score(d: dict) -> float:
@@ -156,7 +160,7 @@ class OfflineResearcher:
     # -- persistence -------------------------------------------------------------------------------
     def _load(self, seed: int) -> State:
         if self.path.exists():
-            return State(**json.loads(self.path.read_text()))
+            return validate_notes(json.loads(self.path.read_text()), State, self.path)
         return State(seed=seed)
 
     def save(self) -> None:
@@ -191,7 +195,7 @@ class OfflineResearcher:
     def run(self) -> State:
         """Research until the deadline, the submission budget, or nothing is left to try."""
         self.reconcile()
-        while not self.state.done and self.time_left() > self.s.min_step_seconds:
+        while self.time_left() > self.s.min_step_seconds:
             if self.state.n_submitted >= self.max_submissions:
                 self.log("submission budget used up")
                 break
