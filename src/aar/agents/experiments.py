@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from aar.agents.procs import start_group, wait_or_kill
+from aar.agents.runs import RunRequest, read_seed
 
 # Seconds one experiment may run before its process group is killed (campaign default, ``aar run-agent``
 # and ``aar mcp``): many agents share few cores, so runs are slower than alone.
@@ -89,20 +90,19 @@ class ExperimentRunner:
         run_id = self._new_run_id()
         out = self.runs_dir / run_id
         out.mkdir()
-        req = {
-            "view": str(self.view),
-            "method": method,
-            "params": params or {},
-            "seeds": list(seeds),
-            "splits": list(splits),
-            "out_dir": str(out),
-            "holdout": self.holdout,
-        }
-        (out / "request.json").write_text(json.dumps(req, indent=1))
+        request = RunRequest(
+            view=str(self.view),
+            method=method,
+            params=params or {},
+            seeds=list(seeds),
+            splits=list(splits),
+            out_dir=str(out),
+            holdout=self.holdout,
+        ).write(out)
         limit = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
         t0 = time.monotonic()
         proc = start_group(
-            [self.python, "-m", "aar.w2s.worker", str(out / "request.json")],
+            [self.python, "-m", "aar.w2s.worker", str(request)],
             out / "worker.log",
             env=self.env,
             cwd=out,
@@ -119,14 +119,13 @@ class ExperimentRunner:
             wall_seconds=round(time.monotonic() - t0, 2),
         )
         for seed in seeds:
-            f = out / f"s{seed}.json"
-            if not f.exists():
+            blob = read_seed(out, seed)
+            if blob is None:
                 break
-            blob = json.loads(f.read_text())
-            res.probs.append(blob["probs"])
-            res.seconds.append(blob["seconds"])
-            res.holdout_probs.append(blob.get("holdout_probs") or {})
-            res.params = blob.get("params", res.params)
+            res.probs.append(blob.probs)
+            res.seconds.append(blob.seconds)
+            res.holdout_probs.append(blob.holdout_probs or {})
+            res.params = res.params if blob.params is None else blob.params
         if timed_out:
             res.error = f"timed out after {limit:.0f}s; the experiment's process group was killed"
         elif (out / "error.txt").exists():

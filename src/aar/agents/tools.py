@@ -19,6 +19,7 @@ from pydantic import Field
 from aar.agents import artifacts
 from aar.agents.diagnostics import diagnostics
 from aar.agents.experiments import ExperimentRunner
+from aar.agents.runs import has_request, read_request, read_seed
 from aar.agents.toolkit import Tool, ToolError, ToolRegistry, run_tool, unknown_tool
 from aar.client import Client
 
@@ -185,17 +186,13 @@ def run_experiment(
 
 def _earlier_run(env: AgentEnv, run_id: str, splits: list[str]) -> list[tuple[int, dict, dict]]:
     run_dir = env.runner.runs_dir / run_id
-    if "/" in run_id or not (run_dir / "request.json").exists():
+    if "/" in run_id or not has_request(run_dir):
         raise ToolError(f"unknown run '{run_id}'")
-    req = json.loads((run_dir / "request.json").read_text())
-    if req["splits"] != list(splits):
-        raise ToolError(f"run {run_id} predicted {req['splits']}, not {list(splits)}")
-    blobs = [
-        (seed, json.loads((run_dir / f"s{seed}.json").read_text()))
-        for seed in req["seeds"]
-        if (run_dir / f"s{seed}.json").exists()
-    ]
-    return [(seed, b["probs"], b.get("holdout_probs") or {}) for seed, b in blobs]
+    req = read_request(run_dir)
+    if req.splits != list(splits):
+        raise ToolError(f"run {run_id} predicted {req.splits}, not {list(splits)}")
+    blobs = [(seed, read_seed(run_dir, seed)) for seed in req.seeds]
+    return [(seed, b.probs, b.holdout_probs or {}) for seed, b in blobs if b is not None]
 
 
 # -- submissions -----------------------------------------------------------------------------------
@@ -224,28 +221,27 @@ def submit(
     in the code store). Returns the server's public response: the Ladder-released public PGR (it only
     moves when you beat your best by a margin), whether you improved, and your remaining budget."""
     run_dir = env.runner.runs_dir / run_id
-    if "/" in run_id or not (run_dir / "request.json").exists():
+    if "/" in run_id or not has_request(run_dir):
         raise ToolError(f"unknown run '{run_id}'")
-    req = json.loads((run_dir / "request.json").read_text())
-    seed = req["seeds"][0] if seed is None else seed
-    f = run_dir / f"s{seed}.json"
-    if "test" not in req["splits"] or not f.exists():
+    req = read_request(run_dir)
+    seed = req.seeds[0] if seed is None else seed
+    blob = read_seed(run_dir, seed) if "test" in req.splits else None
+    if blob is None:
         raise ToolError(f"run {run_id} has no test predictions for seed {seed}")
-    blob = json.loads(f.read_text())
-    preds = {i: blob["probs"][i] for i in env.split_ids("test")}
+    preds = {i: blob.probs[i] for i in env.split_ids("test")}
     if code_path:
         data, name = artifacts.pack_path(env.path_in_workspace(code_path))
     else:
         meta = {
             "testbed": env.testbed_id,
-            "method": Path(req["method"]).name,
-            "params": blob["params"],
+            "method": Path(req.method).name,
+            "params": blob.params,
             "seed": seed,
-            "splits": req["splits"],
+            "splits": req.splits,
         }
-        data, name = artifacts.experiment_bundle(meta, req["method"]), f"{run_id}.tar.gz"
+        data, name = artifacts.experiment_bundle(meta, req.method), f"{run_id}.tar.gz"
     art = env.client.upload_artifact(data, name=name)
-    label = method_label or Path(req["method"]).stem
+    label = method_label or Path(req.method).stem
     label = "".join(c if c.isalnum() or c in "_.-" else "-" for c in label)[:64] or "method"
     r = env.client.submit(env.testbed_id, preds, art.sha256, description[:2000], method=label, seed=seed)
     return {
