@@ -7,14 +7,12 @@ verdict or other agent's budget is read at all (the same split as the API's publ
 
 from __future__ import annotations
 
-import threading
-
 from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from aar.server.boards import admin_board, public_rows
+from aar.server.boards import public_rows
 from aar.server.models import Agent, Artifact, Audit, Ladder, Post, PostTag, Submission, Testbed
-from aar.server.routers.admin import testbed_admin_info
+from aar.web.board import admin_leaderboard
 
 PAGE = 50
 FORUM_PAGE = 20
@@ -45,64 +43,14 @@ def pick_testbed(s: Session, requested: str | None, preferred: str | None = None
 
 
 # -- leaderboard -----------------------------------------------------------------------------------
-class _BoardCache:
-    """Admin boards (bootstrap intervals) cached until the testbed's data changes."""
-
-    def __init__(self) -> None:
-        self._items: dict[tuple, dict] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> dict | None:
-        with self._lock:
-            return self._items.get(key)
-
-    def put(self, key: tuple, value: dict) -> None:
-        with self._lock:
-            if len(self._items) > 64:
-                self._items.clear()
-            self._items[key] = value
-
-
-_BOARDS = _BoardCache()
-
-
-def _board_version(s: Session, testbed: str) -> tuple:
-    subs = s.execute(
-        select(func.max(Submission.id), func.count()).where(Submission.testbed_id == testbed)
-    ).one()
-    audits = s.scalar(
-        select(func.max(Audit.id))
-        .join(Submission, Submission.id == Audit.submission_id)
-        .where(Submission.testbed_id == testbed)
-    )
-    return (testbed, subs[0], subs[1], audits)
-
-
 def leaderboard(s: Session, vault, testbed: str, admin: bool, db_key: str = "") -> dict:
-    """Public rows for everyone; for the admin also the private board (intervals, flags, audit verdicts
-    and reasons, shipped baselines, whether the best entry beats the best baseline)."""
+    """Public rows for everyone; for the admin the private board (:mod:`aar.web.board`: intervals,
+    flags, audit verdicts and reasons, shipped baselines, whether the best entry beats the best
+    baseline)."""
     if not admin:
         return {"rows": [r.model_dump() for r in public_rows(s, testbed)]}
-    key = (db_key, *_board_version(s, testbed))
-    cached = _BOARDS.get(key)
-    if cached is not None:
-        return cached
-    t = s.get(Testbed, testbed)
-    board = admin_board(s, vault, t, testbed_admin_info(t)).model_dump()
-    audits = latest_audits(s, [a["submission_id"] for a in board["agents"]])
-    for a in board["agents"]:
-        au = audits.get(a["submission_id"])
-        a["audit_reasons"] = list(au.reasons) if au is not None else []
-    shipped = [r for r in board["references"] if r["name"] not in ("weak", "ceiling")]
-    best = board["best_agent_private_pgr"]
-    base = board["best_baseline_private_pgr"]
-    out = {
-        "board": board,
-        "shipped": shipped,
-        "beats_baseline": None if best is None or base is None else best > base,
-    }
-    _BOARDS.put(key, out)
-    return out
+    board = admin_leaderboard(s, vault, testbed, db_key)
+    return {"board": board, "shipped": board["shipped"], "beats_baseline": board["beats_baseline"]}
 
 
 def latest_audits(s: Session, submission_ids: list[int]) -> dict[int, Audit]:
