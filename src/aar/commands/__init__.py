@@ -1,0 +1,1 @@
+"""Groups of `aar` sub-commands (``aar server ...``, ``aar testbed ...``) that :mod:`aar.cli` adds."""
