@@ -24,7 +24,7 @@ def default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    """Everything the server needs to run; printed (minus secrets) at start-up."""
+    """Everything the server needs to run."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_parse_none_str="")
 
@@ -68,13 +68,6 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         """The SQLAlchemy URL: ``db_url`` or a SQLite file in the data dir."""
         return self.db_url or f"sqlite:///{self.data_dir / 'server.db'}"
-
-    def public_dict(self) -> dict:
-        """Settings without the admin token (for logs and result files)."""
-        d = self.model_dump(mode="json", exclude={"admin_token"})
-        if self.db_url and "@" in self.db_url:
-            d["db_url"] = self.db_url.split("://")[0] + "://***@" + self.db_url.split("@", 1)[1]
-        return d
 
     def to_env(self) -> dict[str, str]:
         """Environment variables from which :func:`settings_from_env` rebuilds these settings."""

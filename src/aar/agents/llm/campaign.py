@@ -240,8 +240,3 @@ class LLMLauncher:
             f"{cfg.deadline - time.time():.0f}s left, {cfg.max_submissions} submissions"
         )
         return LLMHandle(inner, researcher, tools)
-
-
-def llm_launcher(base, opts, state, backend_factory=None) -> LLMLauncher:
-    """The campaign's hook: wrap ``base`` for an LLM backend."""
-    return LLMLauncher(base, opts, state, backend_factory)
