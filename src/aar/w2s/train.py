@@ -63,7 +63,9 @@ def finetune(
     """Fine-tune ``model`` in place on (example, target) pairs and return it.
 
     ``targets`` are P(label=1) in [0, 1]; ``weights`` (non-negative) scale each example's loss
-    in a weighted batch mean.
+    in a weighted batch mean. One loop for every model: ``cfg.grad_accum_steps`` splits each batch
+    (the same shuffled batches) into micro-batches whose gradients add up to the batch's, and
+    ``cfg.warmup_frac`` adds a linear warmup before the linear decay.
     """
     t = np.asarray(targets, dtype=np.float32)
     if len(t) != len(examples):
@@ -81,30 +83,26 @@ def finetune(
     params = list(model.trainable_parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     n = len(examples)
-    steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
-    total = steps_per_epoch * cfg.epochs
+    total = (n + cfg.batch_size - 1) // cfg.batch_size * cfg.epochs
+    # Configurations without the large-model options keep the exact arithmetic their cached results
+    # were computed with (the two formulas of the schedule and of the batch mean differ only in rounding).
+    plain = cfg.grad_accum_steps == 1 and cfg.warmup_frac == 0
     step = 0
     model.train(True)
-    if cfg.grad_accum_steps > 1 or cfg.warmup_frac > 0:
-        _finetune_accumulated(model, examples, t, w, cfg, loss_fn, opt, params, gen, total)
-        model.train(False)
-        return model
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=gen).tolist()
         for i in range(0, n, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            logits = model.logits([examples[j] for j in idx])
-            target = torch.from_numpy(t[idx])
-            per = loss_fn(logits, target, step / total)
-            if w is None:
-                value = per.mean()
-            else:
-                bw = torch.from_numpy(w[idx])
-                value = (per * bw).sum() / bw.sum().clamp_min(1e-8)
             for g in opt.param_groups:
-                g["lr"] = cfg.lr * (1 - step / total)
+                g["lr"] = cfg.lr * (1 - step / total) if plain else _lr_at(cfg, step, total)
             opt.zero_grad(set_to_none=True)
-            value.backward()
+            micro = -(-len(idx) // cfg.grad_accum_steps)
+            denom = None if plain else _batch_weight(w, idx)
+            for k in range(0, len(idx), micro):
+                part = idx[k : k + micro]
+                logits = model.logits([examples[j] for j in part])
+                per = loss_fn(logits, torch.from_numpy(t[part]), step / total)
+                _batch_loss(per, w, part, denom).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             step += 1
@@ -120,31 +118,25 @@ def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
     return cfg.lr * max(0.0, (total - step) / max(1, total - warm))
 
 
-def _finetune_accumulated(model, examples, t, w, cfg, loss_fn, opt, params, gen, total) -> None:
-    """The loop of :func:`finetune` with gradient accumulation and warmup (large models).
+def _batch_weight(w: np.ndarray | None, idx: list[int]) -> float:
+    """The divisor that makes a batch's micro-batch losses add up to its (weighted) mean."""
+    return float(len(idx)) if w is None else max(float(w[idx].sum()), 1e-8)
 
-    Each optimizer step still sees ``batch_size`` examples (one shuffled batch, the same batches as
-    the plain loop), split into ``grad_accum_steps`` micro-batches whose losses add up to the
-    batch's (weighted) mean. Losses that use batch statistics (``aux_conf``'s threshold) see
-    micro-batches.
+
+def _batch_loss(
+    per: torch.Tensor, w: np.ndarray | None, part: list[int], denom: float | None
+) -> torch.Tensor:
+    """One micro-batch's share of its batch's (weighted) mean loss.
+
+    ``denom`` is ``None`` when the micro-batch is the whole batch of a plain configuration: then the
+    mean is taken directly (the arithmetic of the cached results). Otherwise the micro-batch's sum over
+    the batch's total weight from :func:`_batch_weight`, so the gradients of the micro-batches add up to
+    the batch's. Losses that use batch statistics (``aux_conf``'s threshold) see micro-batches.
     """
-    n = len(examples)
-    step = 0
-    for _ in range(cfg.epochs):
-        order = torch.randperm(n, generator=gen).tolist()
-        for i in range(0, n, cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            denom = float(len(idx)) if w is None else max(float(w[idx].sum()), 1e-8)
-            micro = -(-len(idx) // cfg.grad_accum_steps)
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(cfg, step, total)
-            opt.zero_grad(set_to_none=True)
-            for k in range(0, len(idx), micro):
-                part = idx[k : k + micro]
-                logits = model.logits([examples[j] for j in part])
-                per = loss_fn(logits, torch.from_numpy(t[part]), step / total)
-                value = per.sum() if w is None else (per * torch.from_numpy(w[part])).sum()
-                (value / denom).backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            step += 1
+    if denom is None:
+        if w is None:
+            return per.mean()
+        bw = torch.from_numpy(w[part])
+        return (per * bw).sum() / bw.sum().clamp_min(1e-8)
+    value = per.sum() if w is None else (per * torch.from_numpy(w[part])).sum()
+    return value / denom
