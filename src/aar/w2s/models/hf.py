@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from aar.w2s.data import Example
+from aar.w2s.models.hf_vllm import vllm_label_logits
 
 LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # (label 0, label 1): the original's label tokens, without a leading space
@@ -414,9 +415,8 @@ class HFJudge:
             if torch.is_grad_enabled():
                 return bb.label_logits(examples)
             if self.spec.inference == "vllm":
-                from aar.w2s.models.hf_vllm import vllm_label_logits
-
-                return torch.from_numpy(vllm_label_logits(bb, self.adapter, examples))
+                adapter = None if self.adapter == _PRIOR else self.adapter
+                return torch.from_numpy(vllm_label_logits(bb, adapter, examples))
             return self._chunked(examples, bb.label_logits)
 
     def _chunked(self, examples: Sequence[Example], fn) -> torch.Tensor:

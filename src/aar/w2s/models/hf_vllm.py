@@ -41,13 +41,14 @@ def _engine(bb: Backbone):
     return bb._vllm
 
 
-def vllm_label_logits(bb: Backbone, adapter: str, examples: Sequence[Example]) -> np.ndarray:
-    """log P(label 1 token) - log P(label 0 token) per example, scored by vLLM with ``adapter``."""
+def vllm_label_logits(bb: Backbone, adapter: str | None, examples: Sequence[Example]) -> np.ndarray:
+    """log P(label 1 token) - log P(label 0 token) per example, scored by vLLM with ``adapter``.
+
+    ``adapter`` ``None`` scores with the base model alone (the never-trained prior adapter).
+    """
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
     from vllm.lora.request import LoRARequest
-
-    from aar.w2s.models.hf import _PRIOR
 
     if not examples:
         return np.zeros(0, dtype=np.float32)
@@ -60,7 +61,7 @@ def vllm_label_logits(bb: Backbone, adapter: str, examples: Sequence[Example]) -
     params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
     with tempfile.TemporaryDirectory(prefix="aar-lora-") as tmp:
         request = None
-        if adapter != _PRIOR:
+        if adapter is not None:
             bb.save_adapter(adapter, Path(tmp))
             request = LoRARequest(adapter, abs(hash(adapter)) % 2**31 + 1, tmp)
         outs = llm.generate(prompts, params, lora_request=request, use_tqdm=False)
