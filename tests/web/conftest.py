@@ -30,10 +30,11 @@ EVIL_BODY = (
 BOB_BUDGET = 777  # distinctive: an agent's pages must never show another agent's budget
 
 
-def settings_for(data_dir: Path) -> Settings:
+def settings_for(data_dir: Path, db_url: str | None = None) -> Settings:
     """Server settings for the seeded campaign (small limits, generous default budgets)."""
     return Settings(
         data_dir=data_dir,
+        db_url=db_url,
         admin_token=ADMIN_TOKEN,
         budget_per_hour=10_000,
         budget_total=100_000,
@@ -91,12 +92,13 @@ def _state(d: Path, testbed: str, agents: list[AgentState]) -> CampaignState:
     )
 
 
-def build_site(root: Path) -> Site:
-    """Seed a campaign directory and start its server (the dashboard is mounted in it)."""
+def build_site(root: Path, db_url: str | None = None) -> Site:
+    """Seed a campaign directory and start its server (the dashboard is mounted in it); SQLite in the
+    data dir unless ``db_url`` names another database."""
     d = root / "campaign"
     (d / "server").mkdir(parents=True)
     _state(d, "pending", []).save()  # the server finds its campaign at start-up
-    srv = ServerThread(settings_for(d / "server")).start()
+    srv = ServerThread(settings_for(d / "server", db_url)).start()
     admin = srv.client()
     bundle = make_bundle(n=200, seed=7)
     admin.register_testbed(bundle)

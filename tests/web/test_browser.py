@@ -92,7 +92,7 @@ def _visible_private(site: Site) -> list[tuple[str, str]]:
     out = []
     for s in subs:
         for value in (s.private_pgr, s.private_accuracy):
-            if f"{value:.3f}" not in public:
+            if f"{value:.3f}" not in public and len(repr(value)) >= 8:  # no chance collision with rounding
                 out.append((repr(value), f"{value:.3f}"))
     return out
 
