@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 
 import aar
-from aar.w2s.experiment import ceiling_probs, run_method, teacher_outputs
+from aar.w2s.experiment import run_method
 from aar.w2s.methods.registry import builtin_methods, get_method
 from aar.w2s.metrics import paired_comparison, pgr_estimate
-from aar.w2s.public import cached_public_view, protocol_teacher_on_test
-from aar.w2s.testbeds.registry import Testbed
+from aar.w2s.references import ceiling_probs, teacher_outputs
+from aar.w2s.testbeds.protocol import LabelledTestbed
+from aar.w2s.view import cached_public_view, protocol_teacher_on_test
 
 REFERENCE_ONLY = ("weak",)  # methods that are baselines themselves, not transfer methods
 COMPARE_TO = "vanilla"
@@ -82,7 +83,7 @@ def _correct(probs: dict[str, float], ids: list[str], labels: np.ndarray) -> np.
 
 
 def run_baseline(
-    testbed: Testbed,
+    testbed: LabelledTestbed,
     methods: Sequence[str],
     seeds: Sequence[int],
     on_progress: Callable[[str], None] | None = None,

@@ -42,7 +42,7 @@ def main(request_path: str) -> int:
     from aar.fileio import write_json_atomic
     from aar.w2s.experiment import run_method
     from aar.w2s.methods.registry import get_method
-    from aar.w2s.public import load_public_view
+    from aar.w2s.view import load_public_view
 
     req = json.loads(Path(request_path).read_text())
     out = Path(req["out_dir"])

@@ -34,10 +34,9 @@ original (so the published baselines stay comparable). ``dev_size`` carves that 
 of ``train_unlabel`` deterministically (by a hash of testbed name and example id); they are then
 neither used for transfer nor for the ceiling.
 
-:class:`ImportedTestbed` has the interface of :class:`~aar.w2s.testbeds.registry.Testbed`
-(``name``, ``spec``, ``path``, ``dataset``, ``strong_model()``, ``weak_model()``,
-``strong_train``, ``teacher(seed)``), so experiments, baselines, the vault bundle and the public
-view work on it unchanged; ``load_testbed(name)`` finds it.
+:class:`ImportedTestbed` satisfies :class:`~aar.w2s.testbeds.protocol.LabelledTestbed`, like the
+built-in :class:`~aar.w2s.testbeds.registry.Testbed`, so experiments, baselines, the vault bundle and
+the public view work on it unchanged; ``load_testbed(name)`` finds it.
 """
 
 from __future__ import annotations
@@ -52,6 +51,8 @@ from aar.fileio import write_json_atomic
 from aar.w2s.cache import CacheError, build_atomically, load_json
 from aar.w2s.data import Dataset, Example
 from aar.w2s.methods.base import TeacherOutputs
+from aar.w2s.references import teacher_outputs
+from aar.w2s.testbeds.builtin import TESTBEDS
 from aar.w2s.testbeds.secret import carve_final, new_salt, write_secret
 from aar.w2s.train import TrainConfig
 
@@ -220,7 +221,7 @@ class ImportedSpec:
 
 @dataclass
 class ImportedTestbed:
-    """An imported testbed; same interface as :class:`~aar.w2s.testbeds.registry.Testbed`."""
+    """An imported testbed (a :class:`~aar.w2s.testbeds.protocol.LabelledTestbed`)."""
 
     __test__ = False
 
@@ -267,10 +268,13 @@ class ImportedTestbed:
             )
         return {k: float(v) for k, v in seeds[seed]["probs"].items()}
 
+    @property
+    def teacher_on_test(self) -> bool:
+        """Imported testbeds follow the original protocol: teacher outputs on ``train_unlabel`` only."""
+        return False
+
     def teacher(self, seed: int) -> TeacherOutputs:
         """The weak teacher's outputs for ``seed`` (trained and cached on first use)."""
-        from aar.w2s.experiment import teacher_outputs
-
         return teacher_outputs(self, seed)
 
 
@@ -424,8 +428,6 @@ def import_testbed(
     and its caches. Nothing is loaded or trained here.
     """
     from aar.w2s.models.hf import LoraSettings
-    from aar.w2s.testbeds.registry import TESTBEDS
-
     if not NAME_RE.match(name):
         raise LayoutError(f"testbed name {name!r} must match {NAME_RE.pattern}")
     if name in TESTBEDS:
