@@ -54,14 +54,15 @@ def login(page, site: Site, token: str, path: str = "/") -> None:
     page.goto(site.url(path))
     assert "/dashboard/login" in page.url
     page.fill("#token", token)
-    page.click("#login-button")
+    with page.expect_navigation():
+        page.click("#login-button")
     page.wait_for_load_state()
     assert "/dashboard/login" not in page.url, page.content()
 
 
 def wait_points(page, n: int) -> None:
     """Wait until the chart has plotted ``n`` points (set by chart.js after drawing)."""
-    page.wait_for_function("n => document.querySelector('#chart').dataset.points === String(n)", arg=n)
+    page.wait_for_function("n => document.querySelector('#chart')?.dataset.points === String(n)", arg=n)
 
 
 def test_admin_login_sees_private_figures_audits_and_baselines(browser, site: Site):

@@ -122,6 +122,14 @@ def test_logins_redirects_and_refusals(served: Site):
             r = http.post(served.url("/login"), data={"token": ADMIN_TOKEN, "next": target})
             assert r.status_code == 303 and r.headers["location"] == "/dashboard/", target
         http.cookies.clear()
+        r = http.post(
+            served.url("/login"), data={"token": ADMIN_TOKEN}, headers={"Origin": "https://evil.example"}
+        )
+        assert r.status_code == 403 and "set-cookie" not in r.headers  # no login from another site's form
+        r = http.post(
+            served.url("/login"), data={"token": ADMIN_TOKEN}, headers={"Sec-Fetch-Site": "cross-site"}
+        )
+        assert r.status_code == 403 and "set-cookie" not in r.headers
         http.cookies.set("aar_dashboard", "aar_not-a-token", path="/dashboard")
         assert http.get(served.url("/")).status_code == 303
     carol = served.admin.create_agent("carol")

@@ -19,6 +19,7 @@ from markupsafe import Markup
 from aar.agents.artifacts import UnsafeArchive
 from aar.agents.artifacts import _members as checked_members  # the vetted in-memory tar reader
 from aar.server.artifacts import blob_path
+from aar.server.errors import ApiError
 
 MAX_SHOWN_BYTES = 400_000  # larger files are shown as a notice, not rendered
 MAX_DIFF_LINES = 4_000
@@ -68,7 +69,12 @@ def artifact_files(data_dir: Path, sha256: str, name: str) -> list[CodeFile]:
     cached = _FILES.get(sha256)
     if cached is not None:
         return cached
-    data = blob_path(data_dir, sha256).read_bytes()
+    try:
+        data = blob_path(data_dir, sha256).read_bytes()
+    except OSError as e:
+        raise ApiError(
+            503, "artifact_unavailable", f"the bytes of artifact {sha256[:12]} are unreadable: {e}"
+        ) from None
     try:
         members = [
             ("/".join(parts), content) for parts, content in checked_members(data) if content is not None

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 from fastapi import APIRouter, FastAPI, Request
@@ -97,6 +97,21 @@ def login_form(request: Request, next: str | None = None, reason: str | None = N
 @router.post("/login")
 async def login(request: Request) -> Response:
     """Check the token and store it in the HttpOnly, SameSite=Strict cookie; changes no data."""
+    origin = request.headers.get("origin")
+    other_site = request.headers.get("sec-fetch-site") in ("cross-site", "same-site") or (
+        origin not in (None, "null") and urlparse(origin).netloc != request.headers.get("host")
+    )
+    if other_site:  # a form on another site would log this browser in with someone else's token
+        request.state.outcome = "dashboard login from another origin refused"
+        return html(
+            request,
+            "login.html",
+            None,
+            status=403,
+            title="Log in",
+            next=PREFIX + "/",
+            reason="log in from this dashboard's own page",
+        )
     fields = parse_qs((await read_body(request)).decode("utf-8", "replace"))
     token = (fields.get("token") or [""])[0].strip()
     target = safe_next((fields.get("next") or [None])[0])
@@ -241,6 +256,11 @@ def chart_json(
     return response
 
 
+def _cell(text: str) -> str:
+    """A text cell no spreadsheet reads as a formula (names are agent-chosen)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
 @router.get("/api/chart.csv")
 def chart_csv(request: Request, testbed: str | None = None, metric: str | None = None) -> Response:
     """The chart's points as CSV, with the campaign's best so far."""
@@ -259,7 +279,7 @@ def chart_csv(request: Request, testbed: str | None = None, metric: str | None =
     best = None
     for i in order:
         best = p["y"][i] if best is None else max(best, p["y"][i])
-        w.writerow([p["id"][i], p["agent"][i], p["method"][i], p["x"][i], p["y"][i], best])
+        w.writerow([p["id"][i], _cell(p["agent"][i]), _cell(p["method"][i]), p["x"][i], p["y"][i], best])
     response = secure(Response(out.getvalue(), media_type="text/csv"))
     response.headers["Content-Disposition"] = f'attachment; filename="pgr_{data["testbed"]}.csv"'
     return response

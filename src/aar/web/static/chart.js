@@ -50,12 +50,18 @@
     tip.dataset.submission = String(p.id);
   }
 
+  // tick labels with as many decimals as the tick step needs (a short campaign spans minutes)
+  function ticks(u, splits, axisIdx, space, incr) {
+    const digits = Math.max(0, Math.min(6, -Math.floor(Math.log10(incr || 1))));
+    return splits.map((v) => v.toFixed(digits));
+  }
+
   function render() {
     const { data, series } = build();
     const opts = {
       width: Math.max(320, box.clientWidth), height: 440, series,
       scales: { x: { time: false } },
-      axes: [{ label: meta.x_label }, { label: meta.metric_label }],
+      axes: [{ label: meta.x_label, values: ticks }, { label: meta.metric_label, values: ticks }],
       cursor: { focus: { prox: 16 } },
       hooks: { setCursor: [showTip] },
     };
