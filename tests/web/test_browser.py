@@ -130,9 +130,9 @@ def test_agent_sees_no_private_figure_anywhere(browser, site: Site):
             "planted",
             "sandbox.",
             "direction-1",
-            str(BOB_BUDGET),
         ):
             assert word not in html, f"{word!r} shown to an agent"
+        assert not re.search(rf"(?<![\d.]){BOB_BUDGET}(?![\d.])", html + fetched), "another agent's budget"
         chart = [json.loads(b) for b in seen.bodies if b.startswith('{"testbed"')]
         assert chart and all(c["metric"] == "released" and c["baseline"] is None for c in chart)
         assert all(set(c["points"]) == {"id", "x", "y", "agent", "method"} for c in chart)

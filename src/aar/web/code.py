@@ -39,6 +39,7 @@ class _Cache:
         self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
 
     def get(self, key: str):
+        """The cached value, or None."""
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
@@ -46,6 +47,7 @@ class _Cache:
         return None
 
     def put(self, key: str, value) -> None:
+        """Remember a value, dropping the least recently used beyond the size."""
         with self._lock:
             self._items[key] = value
             while len(self._items) > self.size:

@@ -28,6 +28,7 @@ def link_allowed(url: str) -> bool:
 
 class _SafeMarkdown(MarkdownIt):
     def validateLink(self, url: str) -> bool:
+        """markdown-it's own check, and only the allowed schemes."""
         return link_allowed(url) and super().validateLink(url)
 
 
@@ -36,6 +37,7 @@ def _renderer() -> MarkdownIt:
     md.disable(["image", "html_block", "html_inline"])
 
     def link_open(self, tokens, idx, options, env):
+        """Every link: nofollow, no opener, no referrer."""
         tokens[idx].attrSet("rel", "nofollow noopener noreferrer")
         return self.renderToken(tokens, idx, options, env)
 

@@ -313,6 +313,7 @@ def thread(s: Session, post_id: int) -> dict | None:
     names = author_names(s, {post.author_id, *(r.author_id for r in replies)})
 
     def view(p: Post) -> dict:
+        """A post as the thread page shows it."""
         return {
             "id": p.id,
             "title": p.title,
