@@ -106,6 +106,7 @@ def _drop(uid: int, gid: int) -> None:
 
 
 def _apply_rlimits(rlimits: dict) -> None:
+    """Apply the map of :func:`aar.sandbox.limits.rlimits_for` (this script runs -I -S: no aar import)."""
     for name, (soft, hard) in rlimits.items():
         resource.setrlimit(getattr(resource, name), (soft, hard))
 

@@ -17,7 +17,6 @@ Two layers, so that one failing does not open the door:
 
 from __future__ import annotations
 
-import resource
 from dataclasses import asdict, dataclass
 
 KILL_REASONS = ("wall", "cpu", "memory", "processes", "disk", "files", "killed")
@@ -100,8 +99,3 @@ def rlimits_for(limits: Limits, *, nproc_base: int = 0) -> dict[str, tuple[int, 
         out["RLIMIT_AS"] = (address_space * mb, address_space * mb)
     return out
 
-
-def apply_rlimits(rlimits: dict[str, tuple[int, int]]) -> None:
-    """Apply a map produced by :func:`rlimits_for` to the current process."""
-    for name, (soft, hard) in rlimits.items():
-        resource.setrlimit(getattr(resource, name), (soft, hard))

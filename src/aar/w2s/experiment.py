@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from aar.w2s.data import labels_of
-from aar.w2s.methods.base import Budget, Method, MethodContext, check_predictions
+from aar.w2s.methods.base import Method, MethodContext, check_predictions
 from aar.w2s.references import CEILING_SPLITS, TEACHER_SPLITS, ceiling_probs, teacher_outputs
 from aar.w2s.testbeds.protocol import LabelledTestbed
 from aar.w2s.view import PublicTestbed, cached_public_view
@@ -65,7 +65,6 @@ def run_method(
     seed: int = 0,
     params: dict | None = None,
     splits: tuple[str, ...] = ("test",),
-    budget: Budget | None = None,
     holdout: float = 0.0,
 ) -> MethodRun:
     """Run ``method`` for ``seed`` over a label-free view and return validated predictions on ``splits``.
@@ -102,7 +101,6 @@ def run_method(
         new_strong_model=view.strong_loader(),
         train_config=view.strong_train,
         seed=seed,
-        budget=budget or Budget(),
     )
     torch.manual_seed(seed)
     np.random.seed(seed)

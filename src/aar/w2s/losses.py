@@ -46,6 +46,3 @@ class AuxConfidenceLoss:
         hard = (probs >= thresh).float()
         mixed = (1 - alpha) * targets + alpha * hard
         return F.binary_cross_entropy_with_logits(logits, mixed, reduction="none")
-
-
-LOSSES = {"xent": XentLoss, "aux_conf": AuxConfidenceLoss}

@@ -10,16 +10,15 @@ A method is one Python module (or one user file) defining:
 The context carries everything a method may use and nothing it may not: unlabelled inputs, the
 weak teacher's outputs on ``train_unlabel`` (the original study's protocol: teacher labels exist for
 the unlabelled training split only; a testbed's ``teacher_on_test`` option also exposes dev/test),
-fresh copies of the strong base model from a plain checkpoint loader, a seed and a budget. There is
+fresh copies of the strong base model from a plain checkpoint loader, and a seed. There is
 no path from it to any ground-truth label: the harness builds it from a label-free public view
 (:class:`aar.w2s.public.PublicTestbed`), never from the labelled testbed object.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,13 +60,6 @@ class TeacherOutputs:
         return TeacherOutputs({i: self.probs[i] for i in ids if i in self.probs}, scope)
 
 
-@dataclass(frozen=True)
-class Budget:
-    """Compute a method may spend; methods should check :meth:`MethodContext.time_left`."""
-
-    max_seconds: float = 120.0
-
-
 @dataclass
 class MethodContext:
     """What a method may use. Inputs here carry no labels."""
@@ -80,8 +72,6 @@ class MethodContext:
     new_strong_model: Callable[[], JudgeModel]  # a plain checkpoint loader, never a testbed's method
     train_config: TrainConfig
     seed: int = 0
-    budget: Budget = field(default_factory=Budget)
-    started: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         for ex in (*self.unlabelled, *self.dev, *self.predict_inputs):
@@ -93,10 +83,6 @@ class MethodContext:
         m = self.new_strong_model()
         m.prepare(self.unlabelled)
         return m
-
-    def time_left(self) -> float:
-        """Seconds left in the budget."""
-        return self.budget.max_seconds - (time.monotonic() - self.started)
 
 
 @dataclass(frozen=True)
