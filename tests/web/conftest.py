@@ -141,7 +141,13 @@ def build_site(root: Path, db_url: str | None = None) -> Site:
     site.submit("bob", site.codes["bob"][0], 0.80, "confident")
     site.submit("alice", site.codes["alice"][1], 0.78, "soft_labels")
     site.submit("bob", site.codes["bob"][0], 0.76, "confident")
-    admin.record_audit(site.subs[1], "disqualified", reasons=["planted: reads the private half"])
+    final = {"mean": 0.4321, "ci_low": 0.3111, "ci_high": 0.5222}  # distinctive: admin-only figures
+    admin.record_audit(
+        site.subs[1],
+        "disqualified",
+        reasons=["planted: reads the private half"],
+        figures={"audited_final_pgr": final, "audited_private_pgr": {**final, "mean": 0.4123}},
+    )
     site.posts["evil"] = (
         clients["bob"].post("Results <b>bold</b>", EVIL_BODY, tags=["xss"], submission_ids=[site.subs[1]]).id
     )

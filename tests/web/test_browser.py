@@ -77,6 +77,7 @@ def test_admin_login_sees_private_figures_audits_and_baselines(browser, site: Si
             in text
         )
         assert "disqualified" in text and "planted: reads the private half" in text
+        assert "0.432 [0.311, 0.522]" in text  # the audited final-split figure
         assert board.best_baseline in page.inner_text("#baselines")
         assert page.locator("#beats").count() == 1
         page.goto(site.url("/agents"))
@@ -130,6 +131,8 @@ def test_agent_sees_no_private_figure_anywhere(browser, site: Site):
             "planted",
             "sandbox.",
             "direction-1",
+            "0.432 [",
+            "0.412 [",
         ):
             assert word not in html, f"{word!r} shown to an agent"
         assert not re.search(rf"(?<![\d.]){BOB_BUDGET}(?![\d.])", html + fetched), "another agent's budget"

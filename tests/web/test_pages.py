@@ -97,6 +97,8 @@ def test_an_agent_token_receives_nothing_the_api_hides(served: Site):
         "sandbox.",
         "best baseline",
         "Shipped baselines",
+        "0.4321",
+        "0.432 [",
         "direction-1",
         served.tokens["bob"],
         ADMIN_TOKEN,

@@ -115,6 +115,16 @@ def method_rows(s: Session, testbed: str, limit: int = 30) -> tuple[list[dict], 
     return rows, n_groups
 
 
+def estimate(audit: Audit | None, key: str) -> dict | None:
+    """An audit's figure ``key`` (``{"mean", "ci_low", "ci_high", ...}``), or None when absent."""
+    value = ((audit.figures if audit else None) or {}).get(key)
+    if isinstance(value, dict) and all(
+        isinstance(value.get(k), (int, float)) for k in ("mean", "ci_low", "ci_high")
+    ):
+        return value
+    return None
+
+
 def admin_leaderboard(s: Session, vault, testbed: str, db_key: str) -> dict:
     """The admin board of one testbed (see the module docstring for what is cached)."""
     t = s.get(Testbed, testbed)
@@ -158,6 +168,8 @@ def admin_leaderboard(s: Session, vault, testbed: str, db_key: str) -> dict:
                 "flags": flags,
                 "audit_verdict": audit.verdict if audit else None,
                 "audit_reasons": list(audit.reasons) if audit else [],
+                "audited_private_pgr": estimate(audit, "audited_private_pgr"),
+                "audited_final_pgr": estimate(audit, "audited_final_pgr"),
             }
         )
     agents.sort(key=lambda a: -a["private_pgr"]["mean"])

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 
 from aar.server.boards import public_rows
 from aar.server.models import Agent, Artifact, Audit, Ladder, Post, PostTag, Submission, Testbed
-from aar.web.board import admin_leaderboard
+from aar.web.board import admin_leaderboard, estimate
 
 PAGE = 50
 FORUM_PAGE = 20
@@ -177,7 +177,13 @@ def submission_detail(s: Session, sid: int, admin: bool, viewer_id: int | None) 
             private_acc=sub.private_acc,
             flags=list(sub.flags or []),
             audits=[
-                {"verdict": a.verdict, "reasons": a.reasons, "figures": a.figures, "created_at": a.created_at}
+                {
+                    "verdict": a.verdict,
+                    "reasons": a.reasons,
+                    "private": estimate(a, "audited_private_pgr"),
+                    "final": estimate(a, "audited_final_pgr"),
+                    "created_at": a.created_at,
+                }
                 for a in s.scalars(select(Audit).where(Audit.submission_id == sid).order_by(Audit.id))
             ],
         )
