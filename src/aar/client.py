@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -336,9 +336,9 @@ class Client:
     def admin_evaluate(
         self,
         testbed_id: str,
-        runs: list[Mapping[str, float]],
+        runs: Sequence[Mapping[str, float]],
         compare_to: str | None = None,
-        compare_runs: list[Mapping[str, float]] | None = None,
+        compare_runs: Sequence[Mapping[str, float]] | None = None,
     ) -> EvaluateOut:
         """Score 1-20 runs (each {id: p} over every test id and every final id) on the public and
         private halves and the final split, with PGR intervals and an optional paired comparison

@@ -10,6 +10,7 @@ import json
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 
 def pack(files: dict[str, bytes]) -> bytes:
@@ -73,6 +74,7 @@ def _decompress(data: bytes, limit: int) -> bytes:
     import lzma
     import zlib
 
+    dec: Any
     if data[:2] == b"\x1f\x8b":
         dec = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     elif data[:3] == b"BZh":

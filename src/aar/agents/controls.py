@@ -171,7 +171,9 @@ class ControlResearcher:
         """Run ``cfg`` once and submit its test predictions."""
         timeout = max(5.0, self.deadline - self.clock() - 5)
         out = self.tool("run_experiment", method=cfg.method, params=cfg.kwargs, seeds=[0], timeout_s=timeout)
-        entry = {"config": cfg.describe(), "run_id": out.get("run_id"), "ok": bool(out.get("ok"))}
+        entry: dict[str, Any] = {
+            "config": cfg.describe(), "run_id": out.get("run_id"), "ok": bool(out.get("ok"))
+        }
         if out.get("ok"):
             sub = self.tool(
                 "submit",

@@ -28,8 +28,17 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mcp.server.lowlevel import Server
+
+    from aar.agents.llm.loop import AgentSpec
+    from aar.agents.llm.workspace_tools import Toolbox
+    from aar.client import Client
 
 from aar.agents.experiments import EXPERIMENT_TIMEOUT_S
 
@@ -114,14 +123,14 @@ class McpAgent:
             agent_dir=Path(a.workspace).parent,
         )
 
-    def client(self):
+    def client(self) -> Client:
         """A scoring-server client with this agent's token."""
         from aar.client import connect
 
         return connect(self.server, self.token)
 
 
-def toolbox_for(agent: McpAgent, client):
+def toolbox_for(agent: McpAgent, client: Client) -> Toolbox:
     """The agent's toolbox (research tools on its server client, workspace tools on its workspace)."""
     from aar.agents.experiments import ExperimentRunner
     from aar.agents.llm.workspace_tools import Toolbox
@@ -133,7 +142,7 @@ def toolbox_for(agent: McpAgent, client):
     return Toolbox(env, deadline=agent.deadline)
 
 
-def _spec_for(agent: McpAgent):
+def _spec_for(agent: McpAgent) -> AgentSpec:
     from aar.agents.llm.loop import AgentSpec
 
     return AgentSpec(
@@ -209,7 +218,7 @@ def _is_agent_process(pid: int) -> bool:
     return any(m in cmd for m in AGENT_PROCESS_MARKERS)
 
 
-def hold_agent_lock(agent_dir: Path, force: bool = False, holder: str = "aar mcp"):
+def hold_agent_lock(agent_dir: Path, force: bool = False, holder: str = "aar mcp") -> IO[str]:
     """Take the exclusive lock of an agent's supervisor-side folder; returns the open file (keep it).
 
     Whoever acts as the agent holds it: an ``aar mcp`` server, or the campaign while the agent's own
@@ -246,7 +255,7 @@ def server_down_message(agent: McpAgent, error: BaseException | None = None) -> 
     return f"the scoring server at {agent.server} is not reachable{why}: start it (`aar serve`) and try again"
 
 
-def check_server(agent: McpAgent, client) -> None:
+def check_server(agent: McpAgent, client: Client) -> None:
     """Raise :class:`ServerDown` with a clear message unless the server answers a health call."""
     import httpx
 
@@ -256,7 +265,7 @@ def check_server(agent: McpAgent, client) -> None:
         raise ServerDown(server_down_message(agent, e)) from None
 
 
-def call_tool(box, tool: str, args, lock: threading.Lock | None = None, down: str = "") -> dict:
+def call_tool(box: Toolbox, tool: str, args: Any, lock: threading.Lock | None = None, down: str = "") -> dict:
     """Run one tool; every failure (a tool bug, an unreachable server) is a tool error for the client."""
     import httpx
 
@@ -270,7 +279,13 @@ def call_tool(box, tool: str, args, lock: threading.Lock | None = None, down: st
             return {"error": f"internal error in the tool: {type(e).__name__}: {e}"}
 
 
-def build_server(box, instructions: str = "", name: str = "aar", guide=None, down: str = ""):
+def build_server(
+    box: Toolbox,
+    instructions: str = "",
+    name: str = "aar",
+    guide: str | Callable[[], str] | None = None,
+    down: str = "",
+) -> Server:
     """An MCP server (official SDK, low-level API) serving ``box``'s tools. Calls run one at a time.
 
     ``guide`` (a string, or a function returning one) is served as the ``researcher_guide`` tool and the
@@ -299,10 +314,10 @@ def build_server(box, instructions: str = "", name: str = "aar", guide=None, dow
     def _guide() -> str:
         return guide() if callable(guide) else str(guide)
 
-    async def on_list_tools(ctx, params) -> types.ListToolsResult:
+    async def on_list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
         return types.ListToolsResult(tools=tools)
 
-    async def on_call_tool(ctx, params) -> types.CallToolResult:
+    async def on_call_tool(ctx: Any, params: Any) -> types.CallToolResult:
         if guide is not None and params.name == GUIDE_TOOL:
             text = await anyio.to_thread.run_sync(_guide)
             return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=False)
@@ -312,13 +327,13 @@ def build_server(box, instructions: str = "", name: str = "aar", guide=None, dow
             is_error=bool(isinstance(result, dict) and result.get("error")),
         )
 
-    async def on_list_resources(ctx, params) -> types.ListResourcesResult:
+    async def on_list_resources(ctx: Any, params: Any) -> types.ListResourcesResult:
         res = types.Resource(
             name="researcher-guide", uri=GUIDE_URI, mime_type="text/markdown", description=about
         )
         return types.ListResourcesResult(resources=[res])
 
-    async def on_read_resource(ctx, params) -> types.ReadResourceResult:
+    async def on_read_resource(ctx: Any, params: Any) -> types.ReadResourceResult:
         if str(params.uri) != GUIDE_URI:
             raise ValueError(f"unknown resource {params.uri}; resources: {GUIDE_URI}")
         text = await anyio.to_thread.run_sync(_guide)
@@ -326,18 +341,18 @@ def build_server(box, instructions: str = "", name: str = "aar", guide=None, dow
             contents=[types.TextResourceContents(uri=GUIDE_URI, mime_type="text/markdown", text=text)]
         )
 
-    extra = {"on_list_resources": on_list_resources, "on_read_resource": on_read_resource} if guide else {}
     return Server(
         name,
         version=getattr(aar, "__version__", "0"),
         instructions=instructions or None,
         on_list_tools=on_list_tools,
         on_call_tool=on_call_tool,
-        **extra,
+        on_list_resources=on_list_resources if guide else None,
+        on_read_resource=on_read_resource if guide else None,
     )
 
 
-def serve_stdio(server) -> None:
+def serve_stdio(server: Server) -> None:
     """Serve one client over stdin/stdout until it disconnects."""
     import anyio
     from mcp.server.stdio import stdio_server
@@ -352,10 +367,11 @@ def serve_stdio(server) -> None:
 class BearerGate:
     """ASGI middleware: every HTTP request must carry ``Authorization: Bearer <token>``."""
 
-    def __init__(self, app, token: str) -> None:
+    def __init__(self, app: Any, token: str) -> None:
+        """Gate ``app`` with ``token``."""
         self.app, self.expected = app, f"Bearer {token}".encode()
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             got = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(got, self.expected):
@@ -378,19 +394,21 @@ class BearerGate:
         await self.app(scope, receive, send)
 
 
-def http_app(server, token: str, host: str = "127.0.0.1", path: str = "/mcp"):
+def http_app(server: Server, token: str, host: str = "127.0.0.1", path: str = "/mcp") -> BearerGate:
     """The streamable-HTTP ASGI app, behind the bearer-token gate."""
     return BearerGate(server.streamable_http_app(streamable_http_path=path, host=host), token)
 
 
-def serve_http(server, token: str, host: str = "127.0.0.1", port: int = 8770, path: str = "/mcp") -> None:
+def serve_http(
+    server: Server, token: str, host: str = "127.0.0.1", port: int = 8770, path: str = "/mcp"
+) -> None:
     """Serve over streamable HTTP at ``http://host:port/path`` until interrupted."""
     import uvicorn
 
     uvicorn.run(http_app(server, token, host, path), host=host, port=port, log_level="warning")
 
 
-def server_for(agent: McpAgent, box):
+def server_for(agent: McpAgent, box: Toolbox) -> Server:
     """The MCP server of ``agent``: short instructions, the whole guide, the server-down message."""
     specs = box.specs()
     return build_server(

@@ -174,7 +174,7 @@ class OfflineResearcher:
     def put(self, r: Record) -> None:
         self.state.records[r.config.key] = asdict(r)
 
-    def tool(self, name: str, **args) -> dict:
+    def tool(self, name: str, **args: Any) -> dict:
         out = call_tool(self.env, name, args)
         if out.get("error"):
             self.log(f"tool {name} failed: {str(out['error'])[:300]}")
@@ -183,7 +183,7 @@ class OfflineResearcher:
     def time_left(self) -> float:
         return self.deadline - self.clock()
 
-    def experiment(self, r: Record, **args) -> dict:
+    def experiment(self, r: Record, **args: Any) -> dict:
         """``run_experiment`` within the time left; remembers how long runs take."""
         t0 = self.clock()
         timeout = max(5.0, self.time_left() - 5)
@@ -424,17 +424,18 @@ class OfflineResearcher:
             return
         tried = [self.rec(k) for k in self.state.records if self.state.records[k]["status"] != "queued"]
         before = self.rec(prev).config.describe() if prev else "nothing (first submission)"
+        diag = r.diag or {}
         lines = [
             f"**Direction:** {self.direction['name']}. **Idea:** `{r.config.describe()}` ({r.origin}).",
             f"**What changed:** previous best was `{before}`.",
             f"**Public figure:** released PGR {r.released_pgr:.3f} (submission {r.submission_id}, "
             f"code `{r.artifact}`).",
             f"**Label-free evidence (seed 0):** agreement with teacher (held-out train_unlabel slice) "
-            f"{_num(r.diag.get('agreement_with_teacher'))}, with the strong prior (dev+test) "
-            f"{r.diag.get('agreement_with_prior', 0):.3f}, "
-            f"label balance {r.diag['label_balance']:.3f} "
-            f"(teacher {_num(r.diag.get('teacher_label_balance'))}), "
-            f"mean confidence {r.diag['mean_confidence']:.3f}, seed agreement {r.seed_agreement}.",
+            f"{_num(diag.get('agreement_with_teacher'))}, with the strong prior (dev+test) "
+            f"{diag.get('agreement_with_prior', 0):.3f}, "
+            f"label balance {diag['label_balance']:.3f} "
+            f"(teacher {_num(diag.get('teacher_label_balance'))}), "
+            f"mean confidence {diag['mean_confidence']:.3f}, seed agreement {r.seed_agreement}.",
             f"**What I tried so far ({len(tried)}):** "
             + "; ".join(f"`{t.config.describe()}` {t.status}" + _fmt(t.released_pgr) for t in tried[-8:]),
             "",
@@ -501,9 +502,9 @@ def _tag(text: str) -> str:
     return (t or "x")[:40]
 
 
-def _jsonable(obj):
+def _jsonable(obj: Any) -> Any:
     return [_jsonable(x) for x in obj] if isinstance(obj, (list, tuple)) else obj
 
 
-def _rng_state(obj):
+def _rng_state(obj: Any) -> Any:
     return tuple(_rng_state(x) for x in obj) if isinstance(obj, list) else obj

@@ -124,7 +124,7 @@ def _without_none(hint: Any) -> Any:
     """``X | None`` -> ``X`` (keeping ``Annotated`` metadata on either side)."""
     if typing.get_origin(hint) is typing.Annotated:
         inner, *meta = typing.get_args(hint)
-        return typing.Annotated[(_without_none(inner), *meta)]  # type: ignore[valid-type]
+        return typing.Annotated[(_without_none(inner), *meta)]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if len(args) == 1 and len(typing.get_args(hint)) == 2:
         return args[0]

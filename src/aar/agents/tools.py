@@ -22,6 +22,7 @@ from aar.agents.experiments import ExperimentRunner
 from aar.agents.runs import has_request, read_request, read_seed
 from aar.agents.toolkit import Tool, ToolError, ToolRegistry, run_tool, unknown_tool
 from aar.client import Client
+from aar.server import schemas
 
 __all__ = ["TOOLS", "AgentEnv", "Tool", "ToolError", "call_tool", "tool_specs"]
 
@@ -269,7 +270,7 @@ def submission_info(env: AgentEnv, submission_id: Id) -> dict:
 
 
 # -- forum -----------------------------------------------------------------------------------------
-def _posts(page) -> dict:
+def _posts(page: schemas.Page[schemas.PostView]) -> dict:
     return {
         "total": page.total,
         "items": [{k: v for k, v in p.model_dump().items() if k != "body_html"} for p in page.items],

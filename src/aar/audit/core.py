@@ -26,7 +26,7 @@ from pathlib import Path
 from aar.audit import scan as scanner
 from aar.audit.config import AuditConfig
 from aar.audit.jobs import Plan, run_all
-from aar.audit.runner import ArtifactError, load_experiment
+from aar.audit.runner import ArtifactError, RunResult, load_experiment
 from aar.audit.selection import Target, select
 from aar.audit.store import as_dict, read_local, record, stored_audits, write_local
 from aar.audit.verdicts import agreement, decide
@@ -65,10 +65,19 @@ def _plan(admin: Client, t: Target, views: AuditViews, cfg: AuditConfig, code_ro
 
 
 def _evaluate(
-    admin: Client, testbed_id: str, runs: list[dict], compare: str | None = None, others: list | None = None
+    admin: Client,
+    testbed_id: str,
+    runs: list[dict[str, float]],
+    compare: str | None = None,
+    others: list[dict[str, float]] | None = None,
 ) -> dict:
     out = as_dict(admin.admin_evaluate(testbed_id, runs, compare_to=compare, compare_runs=others))
     return {k: (as_dict(v) if v is not None else None) for k, v in out["splits"].items()}
+
+
+def _probs(r: RunResult) -> dict[str, float]:
+    """The predictions of a successful run (an ok run always has them)."""
+    return r.probs if r.probs is not None else {}
 
 
 def _split_fig(splits: dict | None, name: str) -> dict | None:
@@ -93,8 +102,8 @@ def _variant(
         if paired:
             same = [f"seed{p.runs[k][1]}" for k in kinds]
             if all(k in p.results and p.results[k].ok for k in same):
-                others = [p.results[k].probs for k in same]
-        splits = _evaluate(admin, testbed_id, [p.results[k].probs for k in kinds], compare, others)
+                others = [_probs(p.results[k]) for k in same]
+        splits = _evaluate(admin, testbed_id, [_probs(p.results[k]) for k in kinds], compare, others)
     except ApiError as e:
         return {"ok": False, "error": f"evaluation failed: {e}", "runs": len(kinds)}
     priv = _split_fig(splits, "private") or {}
@@ -135,7 +144,7 @@ def _judge(admin: Client, testbed_id: str, p: Plan, cfg: AuditConfig, notes: lis
             try:
                 submitted = admin.admin_predictions(t.submission_id)
                 ids = sorted(submitted)
-                agree = agreement(r.probs, submitted, ids)
+                agree = agreement(_probs(r), submitted, ids)
                 checks["reproduction"] = {"ok": agree >= cfg.reproduction_threshold, "agreement": agree,
                                           "seed": p.exp.seed, "n": len(ids), "error": None}
             except ApiError as e:
@@ -293,9 +302,14 @@ def audit_campaign(
     state = CampaignState.load(directory)
     cfg = cfg or AuditConfig(timeout_s=max(600.0, float(state.options.get("experiment_timeout_s") or 0) * 2))
     cfg.allow_unsafe = cfg.allow_unsafe or bool(state.options.get("unsafe_no_sandbox"))
-    conn = CampaignServer(state) if admin is None else None
+    conn: CampaignServer | None = None
     try:
-        ctx = conn.connect() if conn is not None else contextlib.nullcontext(admin)
+        ctx: contextlib.AbstractContextManager[Client]
+        if admin is None:
+            conn = CampaignServer(state)
+            ctx = conn.connect()
+        else:
+            ctx = contextlib.nullcontext(admin)
         with ctx as client:
             if rejudge_only:
                 audits = rejudge(client, Path(state.dir) / "audit", cfg, say)

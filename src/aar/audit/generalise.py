@@ -83,7 +83,9 @@ def generalise(
         make_readable(view)
         test = tb.dataset.splits["test"]
         ids = [e.id for e in test]
-        y = np.array([int(e.label) for e in test])
+        y = np.array([int(e.label) for e in test if e.label is not None])
+        if len(y) != len(test):
+            raise ValueError(f"testbed {name}: some test examples have no label")
         weak = [np.array([teacher_outputs(tb, s).probs[i] for i in ids]) for s in seeds]
         ceil = [np.array([ceiling_probs(tb, s)[i] for i in ids]) for s in seeds]
         labels[name] = {"ids": ids, "y": y, "weak": [(w > 0.5) == y for w in weak],
@@ -95,23 +97,24 @@ def generalise(
     run_all(jobs, out_dir / "work", cfg, progress, None)
     rows = []
     for p in plans:
+        results: dict[str, dict] = {}
         row = {"submission_id": p.target.submission_id or None, "agent": p.target.agent,
-               "method": p.target.method, "results": {}}
+               "method": p.target.method, "results": results}
         for name in testbeds:
             lab = labels[name]
             res = [p.results[f"{name}:{s}"] for s in seeds]
             bad = [r.error for r in res if not r.ok]
             if bad:
-                row["results"][name] = {"error": "; ".join(str(b) for b in bad)[:500]}
+                results[name] = {"error": "; ".join(str(b) for b in bad)[:500]}
                 continue
-            correct = [(np.array([r.probs[i] for i in lab["ids"]]) > 0.5) == lab["y"] for r in res]
+            correct = [(np.array([(r.probs or {})[i] for i in lab["ids"]]) > 0.5) == lab["y"] for r in res]
             try:
                 est = pgr_estimate(np.array(correct, float), np.array(lab["weak"], float),
                                    np.array(lab["ceiling"], float))
-                row["results"][name] = {"mean": est.mean, "ci_low": est.ci_low, "ci_high": est.ci_high,
+                results[name] = {"mean": est.mean, "ci_low": est.ci_low, "ci_high": est.ci_high,
                                         "values": list(est.values)}
             except GapError as e:
-                row["results"][name] = {"error": str(e)}
+                results[name] = {"error": str(e)}
         rows.append(row)
     table = {"testbeds": list(testbeds), "seeds": seeds, "rows": rows,
              "method": "harness-side pgr_estimate over hidden seeds (t over seeds + example bootstrap)"}

@@ -12,6 +12,7 @@ from pathlib import Path
 from aar.audit.config import AuditConfig
 from aar.audit.runner import Experiment, RunResult, run_experiment
 from aar.audit.selection import Target
+from aar.sandbox.process import AuditFn
 
 
 @dataclass
@@ -28,7 +29,9 @@ class Plan:
     results: dict[str, RunResult] = field(default_factory=dict)
 
 
-def run_all(jobs: list[tuple[Plan, str]], work: Path, cfg: AuditConfig, progress: bool, audit_log) -> None:
+def run_all(
+    jobs: list[tuple[Plan, str]], work: Path, cfg: AuditConfig, progress: bool, audit_log: AuditFn | None
+) -> None:
     """Every run in its own sandbox, ``cfg.n_jobs()`` at a time, each with its own uid."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -46,6 +49,8 @@ def run_all(jobs: list[tuple[Plan, str]], work: Path, cfg: AuditConfig, progress
         uid = uids.get()
         try:
             name = f"{p.target.submission_id}-{kind}"
+            if p.exp is None:
+                raise ValueError("the submission has no experiment to run")
             p.results[kind] = run_experiment(p.exp, view, seed, ids, work / name, cfg, uid=uid,
                                              audit_log=audit_log, label=f"audit-{name}")
         except Exception as e:  # a run that cannot even start is a failed run, not a failed audit

@@ -143,8 +143,9 @@ def rank(agents: list[dict]) -> list[dict]:
 
     def key(a: dict) -> tuple:
         au = a.get("audit")
-        if au and au["verdict"] != DISQUALIFIED and _mean(au["audited_private_pgr"]) is not None:
-            return (0, -_mean(au["audited_private_pgr"]))
+        audited = _mean(au["audited_private_pgr"]) if au else None
+        if au and au["verdict"] != DISQUALIFIED and audited is not None:
+            return (0, -audited)
         if au and au["verdict"] == DISQUALIFIED:
             return (2, 0.0)
         return (1, -(a["private_pgr"]["mean"] if a.get("private_pgr") else -9))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aar.audit.config import AuditConfig
+from aar.sandbox.process import AuditFn
 
 MAX_PREDICTIONS_BYTES = 64 * 2**20
 AGENT_HOLDOUT = 0.1  # aar.agents.experiments.ExperimentRunner's default holdout share
@@ -137,7 +138,7 @@ def run_experiment(
     work: Path,
     cfg: AuditConfig,
     uid: int | None = None,
-    audit_log=None,
+    audit_log: AuditFn | None = None,
     label: str = "audit",
 ) -> RunResult:
     """Run ``exp`` at ``seed`` on ``view`` in a fresh sandbox under ``work`` (removed afterwards);

@@ -138,7 +138,8 @@ def _module_reason(name: str) -> str | None:
 
 class _Visitor(ast.NodeVisitor):
     def __init__(self, file: str) -> None:
-        self.file, self.found = file, []
+        self.file = file
+        self.found: list[Finding] = []
 
     def add(self, node: ast.AST, rule: str, what: str, why: str) -> None:
         self.found.append(Finding(self.file, getattr(node, "lineno", 0), rule, what, why))

@@ -27,6 +27,7 @@ import numpy as np
 
 from aar.fileio import write_json_atomic
 from aar.w2s.cache import build_atomically, make_readable
+from aar.w2s.testbeds.protocol import LabelledTestbed
 
 ABLATION_SEED = 7919  # the rng of the random strong model and the teacher permutation
 
@@ -44,7 +45,7 @@ class AuditViews:
     notes: list[str] = field(default_factory=list)
 
 
-def _derive(src: Path, dest: Path, modify: Callable[[Path], None]) -> Path:
+def _derive(src: Path, dest: Path, modify: Callable[[Path], object]) -> Path:
     """Copy view ``src`` to ``dest`` atomically, applying ``modify`` to the copy before it is renamed."""
 
     def build(tmp: Path) -> None:
@@ -61,7 +62,7 @@ def _inputs(view: Path) -> dict:
     return raw.get("splits", raw)
 
 
-def add_final_inputs(view: Path, testbed) -> list[str]:
+def add_final_inputs(view: Path, testbed: LabelledTestbed) -> list[str]:
     """Append the final split's inputs (labels stripped) to the view's ``test`` split; their ids."""
     final = [e.unlabeled() for e in testbed.dataset.splits.get("final", [])]
     if not final:
@@ -118,7 +119,7 @@ def shuffle_teacher(view: Path, seed: int = ABLATION_SEED) -> None:
 
 
 def build_views(
-    testbed,
+    testbed: LabelledTestbed,
     root: Path,
     hidden_seeds: Sequence[int],
     agent_view: Path | None = None,

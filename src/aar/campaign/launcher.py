@@ -17,9 +17,16 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from aar.sandbox.process import SandboxProcess
+    from aar.sandbox.uids import UidBlock
+
+AuditFn = Callable[[dict[str, Any]], None]  # the campaign's audit trail (aar.campaign.events.AuditLog)
 
 
 @dataclass
@@ -65,13 +72,14 @@ NO_SANDBOX = "none (--unsafe-no-sandbox)"
 
 
 class _PlainHandle:
-    def __init__(self, popen: subprocess.Popen, audit=None, label: str = "") -> None:
+    def __init__(self, popen: subprocess.Popen, audit: AuditFn | None = None, label: str = "") -> None:
         self.popen, self.pid = popen, popen.pid
         self.stdin, self.stdout = popen.stdin, popen.stdout  # pipes when launched with pipes=True
         self._audit, self._label, self._run_id, self._killed = audit, label, uuid.uuid4().hex[:12], False
-        self._event("process.start", argv=[str(a) for a in popen.args], pid=popen.pid, unsafe=True)
+        args = popen.args if isinstance(popen.args, (list, tuple)) else [popen.args]
+        self._event("process.start", argv=[str(a) for a in args], pid=popen.pid, unsafe=True)
 
-    def _event(self, event: str, **fields) -> None:
+    def _event(self, event: str, **fields: Any) -> None:
         if self._audit is not None:
             self._audit({"event": event, "run_id": self._run_id, "label": self._label, **fields})
 
@@ -96,7 +104,7 @@ class ProcessLauncher:
     name = "process (NO sandbox)"
     isolation = NO_SANDBOX
 
-    def __init__(self, audit=None) -> None:
+    def __init__(self, audit: AuditFn | None = None) -> None:
         """``audit``: the campaign's audit callback (start and exit of each agent process)."""
         self.audit = audit
 
@@ -122,7 +130,7 @@ class ProcessLauncher:
 
 
 class _SandboxHandle:
-    def __init__(self, proc, log_file) -> None:
+    def __init__(self, proc: SandboxProcess, log_file: IO[bytes]) -> None:
         self.proc, self.pid, self._log = proc, proc.pid, log_file
         self.stdin, self.stdout = proc.stdin, proc.stdout  # pipes when launched with pipes=True
         self._exited = False
@@ -153,8 +161,8 @@ class SandboxLauncher:
     name = "bubblewrap sandbox"
     isolation = "bubblewrap"
 
-    def __init__(self, memory_mb: int = 4096, max_processes: int = 512, audit=None, uids=None,
-                 max_files: int = 100_000) -> None:
+    def __init__(self, memory_mb: int = 4096, max_processes: int = 512, audit: AuditFn | None = None,
+                 uids: UidBlock | None = None, max_files: int = 100_000) -> None:
         """Per-agent memory, task and file limits (the wall limit comes from each agent's budget).
 
         ``audit``: the campaign's audit callback; ``uids``: a held :class:`aar.sandbox.uids.UidBlock`
@@ -204,9 +212,12 @@ class SandboxLauncher:
             gid=uid,
         )
         log = open(launch.log, "ab")  # noqa: SIM115 - closed by the handle
-        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": log} if launch.pipes else {
-            "stdout": log, "stderr": subprocess.STDOUT}
-        proc = popen_sandboxed(launch.command(), spec, audit=self.audit, label=launch.name, **pipes)
+        if launch.pipes:
+            proc = popen_sandboxed(launch.command(), spec, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=log, audit=self.audit, label=launch.name)
+        else:
+            proc = popen_sandboxed(launch.command(), spec, stdout=log, stderr=subprocess.STDOUT,
+                                   audit=self.audit, label=launch.name)
         return _SandboxHandle(proc, log)
 
 
@@ -220,7 +231,7 @@ def _chown_tree(path: Path, uid: int) -> None:
             os.chown(p, uid, uid, follow_symlinks=False)
 
 
-def make_launcher(unsafe_no_sandbox: bool, audit=None) -> Launcher:
+def make_launcher(unsafe_no_sandbox: bool, audit: AuditFn | None = None) -> Launcher:
     """The sandbox launcher when bubblewrap works; the plain one only with the explicit unsafe flag.
 
     ``audit`` (the campaign's :class:`aar.campaign.events.AuditLog`) receives every sandbox event.
@@ -235,19 +246,20 @@ def make_launcher(unsafe_no_sandbox: bool, audit=None) -> Launcher:
     return SandboxLauncher(audit=audit)
 
 
-def isolation_of(launcher) -> str:
+def isolation_of(launcher: object) -> str:
     """How agents of ``launcher`` are isolated: ``bubblewrap``, ``none (--unsafe-no-sandbox)``, ...
 
     Wrapping launchers (LLM backends) are looked through via their ``base``.
     """
     while launcher is not None:
-        if getattr(launcher, "isolation", None):
-            return launcher.isolation
+        isolation = getattr(launcher, "isolation", None)
+        if isolation:
+            return str(isolation)
         launcher = getattr(launcher, "base", None)
     return "unknown (custom launcher)"
 
 
-def close_launcher(launcher) -> None:
+def close_launcher(launcher: object) -> None:
     """Release what a launcher (or the launcher it wraps) holds, such as its block of uids."""
     while launcher is not None:
         close = getattr(launcher, "close", None)

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.live import Live
+    from rich.table import Table
 
 
 def _fmt_s(s: float) -> str:
@@ -23,22 +28,23 @@ class Progress:
         """A display titled ``title``; ``live`` defaults to whether stdout is a terminal."""
         self.title, self.every = title, every
         self.live_mode = sys.stdout.isatty() if live is None else live
-        self._live = None
+        self._live: Live | None = None
         self._last = 0.0
 
     def __enter__(self) -> Progress:
         if self.live_mode:
             from rich.live import Live
 
-            self._live = Live(refresh_per_second=2, transient=False)
-            self._live.__enter__()
+            live = Live(refresh_per_second=2, transient=False)
+            live.__enter__()
+            self._live = live
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
             self._live.__exit__(None, None, None)
 
-    def table(self, snap: dict):
+    def table(self, snap: dict) -> Table:
         """A rich table of the snapshot."""
         from rich.table import Table
 

@@ -8,6 +8,7 @@ import contextlib
 import os
 import secrets
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ class LocalServer:
         self.data_dir = self.dir / "server"
         self.socket = self.dir / "server.sock"
         self.token = admin_token
-        self.proc = None
+        self.proc: subprocess.Popen | None = None
         if len(str(self.socket)) > 100:
             raise ServerError(f"campaign directory path too long for a Unix socket: {self.socket}")
 
@@ -55,10 +56,10 @@ class LocalServer:
             "-1",
         ]
         env = {**os.environ, "AAR_ADMIN_TOKEN": self.token}
-        self.proc = start_group(argv, self.data_dir / "server.log", env=env)
+        self.proc = proc = start_group(argv, self.data_dir / "server.log", env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if proc.poll() is not None:
                 raise ServerError(f"server exited; see {self.data_dir / 'server.log'}")
             if self.socket.exists():
                 try:

@@ -12,7 +12,8 @@ from aar.fileio import write_json_atomic
 
 def all_submissions(admin: Client, testbed_id: str, agents: set[str] | None = None) -> list[dict]:
     """Every submission on ``testbed_id`` (oldest first), optionally only by ``agents``."""
-    out, offset = [], 0
+    out: list[dict] = []
+    offset = 0
     while True:
         page = admin.admin_submissions(testbed_id=testbed_id, limit=100, offset=offset)
         out.extend(s.model_dump() for s in page.items)

@@ -15,9 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aar.server.db import Database
-from aar.server.models import AuditEntry
 
-AUDIT = AuditEntry.__table__
 log = logging.getLogger("aar.server")
 
 

@@ -11,7 +11,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 
@@ -32,7 +32,7 @@ class TokenCache:
         self.ttl = ttl
         self._rows: dict[str, tuple[float, object]] = {}
 
-    def get(self, digest: str):
+    def get(self, digest: str) -> Any:
         """The cached row for a token hash, or None."""
         hit = self._rows.get(digest)
         if hit is None or hit[0] < time.monotonic():

@@ -12,6 +12,8 @@ the best PUBLIC PGR (chosen without looking at the private figures it is reporte
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -126,7 +128,7 @@ def admin_board(s: Session, vault: VaultCache, t: Testbed, info: TestbedAdminInf
         for (agent, method), rows in groups.items()
     ]
     methods.sort(key=lambda m: -m.private_pgr.mean)
-    verdicts = {
+    verdicts: dict[int, Any] = {  # submission id -> its latest audit verdict
         sid: verdict
         for sid, verdict in s.execute(
             select(Audit.submission_id, Audit.verdict)

@@ -14,9 +14,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _NAMED = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
@@ -28,7 +32,7 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     )
 
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+    def _connect(dbapi_conn: Any, _record: Any) -> None:  # pragma: no cover - trivial
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -121,7 +125,7 @@ class Database:
             self._lock_file = None
 
 
-def alembic_config(url: str):
+def alembic_config(url: str) -> Config:
     """An Alembic config pointing at the migrations shipped with this package."""
     from alembic.config import Config
 

@@ -194,7 +194,7 @@ def build_arrays(bundle: VaultBundle, key: bytes) -> TestbedArrays:
     )
     try:
         arrays.half_pgr(0.5, 0.5)
-        if final_ids:
+        if final_ids and arrays.weak_final is not None and arrays.ceiling_final is not None:
             pgr(0.5, arrays.weak_final, arrays.ceiling_final)
     except GapError as e:
         raise ApiError(422, "invalid_bundle", f"testbed {bundle.testbed_id}: {e}") from None

@@ -9,8 +9,9 @@ and accounting.
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from aar.agents.llm.loop import FatalError, ToolCall, TransientError, Turn, retry_after_seconds
+from aar.agents.llm.backend import FatalError, ToolCall, TransientError, Turn, retry_after_seconds
 from aar.agents.llm.pricing import Usage
 
 _EPHEMERAL = {"type": "ephemeral"}
@@ -66,7 +67,7 @@ def tools_wire(specs: list[dict], cache: bool = True) -> list[dict]:
     return tools
 
 
-def parse(resp) -> Turn:
+def parse(resp: Any) -> Turn:
     """An SDK ``Message`` (or a dict of the same shape) to a :class:`Turn`."""
     get = (
         (lambda o, k, d=None: o.get(k, d))
@@ -137,7 +138,7 @@ class AnthropicBackend:
     def complete(self, system: str, messages: list[dict], tools: list[dict], max_tokens: int) -> Turn:
         """One Messages API call."""
         a = self._sdk
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "model": self.model,
             "max_tokens": max_tokens,
             "system": [
@@ -160,7 +161,7 @@ class AnthropicBackend:
         return parse(resp)
 
 
-def _message(e) -> str:
+def _message(e: Exception) -> str:
     body = getattr(e, "body", None)
     if isinstance(body, dict):
         err = body.get("error")

@@ -23,9 +23,18 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aar.agents.llm.pricing import Ledger, PriceTable
+
+if TYPE_CHECKING:
+    from aar.agents.llm.backend import Backend
+    from aar.agents.llm.executor import ExecutorTools
+    from aar.agents.llm.loop import Researcher, RunSummary
+    from aar.campaign.launcher import AgentHandle, AgentLaunch, Launcher
+    from aar.campaign.state import CampaignState
 
 LLM_BACKENDS = ("anthropic", "openai")
 KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
@@ -61,7 +70,7 @@ def check_options(
 
 def make_backend(
     backend: str, model: str, api_key: str | None, base_url: str | None, llm: dict | None = None
-):
+) -> Backend:
     """The backend object for ``backend``."""
     llm = llm or {}
     if backend == "anthropic":
@@ -100,18 +109,19 @@ def _agent_usage(agent_dir: Path) -> tuple[int, float]:
 class LLMHandle:
     """A running LLM agent: its model loop (a thread here) and its sandboxed tool executor."""
 
-    def __init__(self, inner, researcher, tools) -> None:
+    def __init__(self, inner: AgentHandle, researcher: Researcher, tools: ExecutorTools) -> None:
+        """Run ``researcher``'s loop in a thread beside its executor ``inner``."""
         self.inner, self.researcher, self.tools = inner, researcher, tools
         self.pid = inner.pid
         self.code: int | None = None
-        self.summary = None
+        self.summary: RunSummary | None = None
         self.thread = threading.Thread(target=self._run, name=f"llm-{researcher.name}", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         try:
-            self.summary = self.researcher.run()
-            self.code = 0 if self.summary.ok else 1
+            summary = self.summary = self.researcher.run()
+            self.code = 0 if summary.ok else 1
         except Exception as e:  # a bug in the loop ends this agent, not the campaign
             self.researcher.log(f"loop crashed: {type(e).__name__}: {e}")
             self.code = 1
@@ -141,7 +151,13 @@ class LLMHandle:
 class LLMLauncher:
     """Wraps the campaign's launcher: executor in the sandbox, model loop here."""
 
-    def __init__(self, base, opts, state, backend_factory=None) -> None:
+    def __init__(
+        self,
+        base: Launcher,
+        opts: Any,  # aar.campaign.orchestrator.CampaignOptions
+        state: CampaignState,
+        backend_factory: Callable[[], Backend] | None = None,
+    ) -> None:
         """``opts``: the campaign's options; ``backend_factory()`` overrides the backend (tests)."""
         self.base, self.opts, self.state = base, opts, state
         self.name = f"{base.name}; {opts.backend} model loop in the campaign process"
@@ -158,7 +174,7 @@ class LLMLauncher:
         if not (d / "prices.json").exists():
             (d / "prices.json").write_text(json.dumps(self.prices.to_dict(), indent=1))
 
-    def _backend(self):
+    def _backend(self) -> Backend:
         if self.factory is not None:
             return self.factory()
         if self._key is None:
@@ -174,7 +190,7 @@ class LLMLauncher:
             self.opts.backend, self.opts.model, self._key or None, self.opts.base_url, self.llm
         )
 
-    def start(self, launch):
+    def start(self, launch: AgentLaunch) -> LLMHandle:
         """Start the agent's executor through the campaign's launcher and its loop in a thread."""
         from aar.agents.llm.executor import ExecutorTools
         from aar.agents.llm.loop import KICKOFF, AgentSpec, LoopSettings, Researcher, system_prompt_for
@@ -188,7 +204,10 @@ class LLMLauncher:
                 launch, argv=[sys.executable, "-m", "aar.agents.llm.executor", str(launch.config)], pipes=True
             )
         )
-        tools = ExecutorTools(inner.stdin, inner.stdout)
+        stdin, stdout = getattr(inner, "stdin", None), getattr(inner, "stdout", None)
+        if stdin is None or stdout is None:
+            raise RuntimeError(f"launcher {self.base.name} started the tool executor without pipes")
+        tools = ExecutorTools(stdin, stdout)
         o = self.opts
         ledger = Ledger(
             max_tokens=o.agent_tokens,

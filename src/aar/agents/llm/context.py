@@ -24,13 +24,13 @@ SUMMARY_INSTRUCTIONS = (
 )
 
 
-def estimate_tokens(obj) -> int:
+def estimate_tokens(obj: object) -> int:
     """A rough token count (about 3.5 characters per token of JSON text)."""
     text = obj if isinstance(obj, str) else json.dumps(obj, default=str)
     return int(len(text) / 3.5) + 1
 
 
-def _short(x, n: int) -> str:
+def _short(x: object, n: int) -> str:
     s = x if isinstance(x, str) else json.dumps(x, default=str)
     s = " ".join(s.split())
     return s if len(s) <= n else s[: n - 3] + "..."

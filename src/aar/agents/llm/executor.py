@@ -24,9 +24,10 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from aar.agents.llm.workspace_tools import Toolbox
     from aar.client import Client
 
 
@@ -37,7 +38,7 @@ def _client() -> Client:
     return connect_from_env()
 
 
-def serve(box, inp, out) -> None:
+def serve(box: Toolbox, inp: IO[str], out: IO[str]) -> None:
     """Answer requests from ``inp`` on ``out`` until EOF."""
     for line in inp:
         if not line.strip():
@@ -46,6 +47,7 @@ def serve(box, inp, out) -> None:
         try:
             req = json.loads(line)
             rid = req.get("id")
+            result: dict | str
             op = req.get("op")
             if op == "call":
                 result = box.call(str(req.get("name")), req.get("args"))
@@ -89,7 +91,7 @@ class ExecutorGone(RuntimeError):
 class ExecutorTools:
     """The supervisor's side: calls tools in the sandboxed executor over its stdin/stdout pipes."""
 
-    def __init__(self, stdin, stdout) -> None:
+    def __init__(self, stdin: IO[bytes], stdout: IO[bytes]) -> None:
         """Talk over ``stdin`` (the executor's, writable) and ``stdout`` (readable), both binary."""
         self._w, self._r = stdin, stdout
         self._n = 0
@@ -102,7 +104,7 @@ class ExecutorTools:
 
         return Toolbox.specs()
 
-    def _ask(self, req: dict):
+    def _ask(self, req: dict) -> Any:
         with self._lock:
             self._n += 1
             req["id"] = self._n
@@ -119,7 +121,7 @@ class ExecutorTools:
             except (BrokenPipeError, OSError, ValueError) as e:
                 raise ExecutorGone(f"the tool executor is gone: {e}") from e
 
-    def call(self, name: str, args) -> dict:
+    def call(self, name: str, args: Any) -> dict:
         """Run tool ``name`` in the sandbox."""
         res = self._ask({"op": "call", "name": name, "args": args})
         return res if isinstance(res, dict) else {"result": res}

@@ -22,91 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
-from typing import Protocol
 
+from aar.agents.llm.backend import Backend, FatalError, Tools, TransientError, Turn
+from aar.agents.llm.backend import retry_after_seconds as retry_after_seconds
 from aar.agents.llm.context import SUMMARY_INSTRUCTIONS, compacted, digest, estimate_tokens, repair, split
 from aar.agents.llm.pricing import BudgetExhausted, Ledger, Price, Usage
 from aar.fileio import write_text_atomic
 
 PROMPTS = Path(__file__).with_name("prompts")
-
-
-# -- what backends return --------------------------------------------------------------------------
-@dataclass
-class ToolCall:
-    """One tool call of a model turn; ``error`` is set when the call is malformed (args then None)."""
-
-    id: str
-    name: str
-    args: dict | None
-    error: str | None = None
-    raw: str | None = None  # the arguments as the model wrote them (OpenAI-style APIs)
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, "args": self.args, "error": self.error, "raw": self.raw}
-
-
-@dataclass
-class Turn:
-    """A model turn: text, tool calls, why it stopped (end_turn, tool_use, max_tokens, other), usage."""
-
-    text: str
-    calls: list[ToolCall]
-    stop: str
-    usage: Usage
-    model: str = ""
-
-
-class TransientError(RuntimeError):
-    """A call failed in a way worth retrying (rate limit, overload, 5xx, timeout, dropped connection)."""
-
-    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None) -> None:
-        super().__init__(message)
-        self.retry_after, self.status = retry_after, status
-
-
-class FatalError(RuntimeError):
-    """A call failed in a way retrying will not fix (bad request, authentication, unknown model)."""
-
-
-class Backend(Protocol):
-    """A chat model with tool use."""
-
-    name: str
-    model: str
-
-    def complete(self, system: str, messages: list[dict], tools: list[dict], max_tokens: int) -> Turn: ...
-
-
-class Tools(Protocol):
-    """Where tool calls run."""
-
-    def specs(self) -> list[dict]: ...
-
-    def call(self, name: str, args) -> dict: ...
-
-    def read_notebook(self, limit: int = 12_000) -> str: ...
-
-
-def retry_after_seconds(headers) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), or None."""
-    if headers is None:
-        return None
-    try:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            return max(0.0, float(ms) / 1000)
-        v = headers.get("retry-after")
-        if v is None:
-            return None
-        try:
-            return max(0.0, float(v))
-        except ValueError:
-            from email.utils import parsedate_to_datetime
-
-            return max(0.0, parsedate_to_datetime(v).timestamp() - time.time())
-    except (TypeError, ValueError, AttributeError):
-        return None
 
 
 # -- settings and results ---------------------------------------------------------------------------

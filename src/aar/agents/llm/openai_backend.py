@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from typing import Any
 
-from aar.agents.llm.loop import FatalError, ToolCall, TransientError, Turn, retry_after_seconds
+from aar.agents.llm.backend import FatalError, ToolCall, TransientError, Turn, retry_after_seconds
 from aar.agents.llm.pricing import Usage
 
 _TEXT_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
@@ -65,13 +66,13 @@ def tools_wire(specs: list[dict]) -> list[dict]:
     ]
 
 
-def _args(raw) -> tuple[dict | None, str | None]:
+def _args(raw: object) -> tuple[dict | None, str | None]:
     if isinstance(raw, dict):
         return raw, None
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return {}, None
     try:
-        val = json.loads(raw)
+        val = json.loads(raw)  # type: ignore[arg-type]  # a str, or a wrong type that raises TypeError
     except (ValueError, TypeError) as e:
         return None, f"arguments are not valid JSON ({e})"
     if not isinstance(val, dict):
@@ -79,7 +80,7 @@ def _args(raw) -> tuple[dict | None, str | None]:
     return val, None
 
 
-def parse(resp) -> Turn:
+def parse(resp: Any) -> Turn:
     """An SDK ``ChatCompletion`` (or a dict of the same shape) to a :class:`Turn`."""
     get = (
         (lambda o, k, d=None: o.get(k, d))
@@ -165,7 +166,7 @@ class OpenAIBackend:
     def complete(self, system: str, messages: list[dict], tools: list[dict], max_tokens: int) -> Turn:
         """One chat-completions call."""
         o = self._sdk
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": to_wire(system, messages),
             self.max_tokens_param: max_tokens,

@@ -161,10 +161,11 @@ class Ledger:
         self.max_tokens, self.max_dollars, self.parent, self.name = max_tokens, max_dollars, parent, name
         self.tokens, self.dollars = 0, 0.0
         self.reserved_tokens, self.reserved_dollars = 0, 0.0
-        self._lock = parent._lock if parent is not None else threading.RLock()
+        self._lock: threading.RLock = parent._lock if parent is not None else threading.RLock()
 
     def _chain(self) -> tuple[Ledger, ...]:
-        out, node = [], self
+        out: list[Ledger] = []
+        node: Ledger | None = self
         while node is not None:
             out.append(node)
             node = node.parent
@@ -173,7 +174,8 @@ class Ledger:
     def headroom(self) -> tuple[float, float]:
         """(tokens, dollars) still free along the chain after spending and reservations (inf: no limit)."""
         with self._lock:
-            tok, usd = float("inf"), float("inf")
+            tok: float = float("inf")
+            usd: float = float("inf")
             for node in self._chain():
                 if node.max_tokens is not None:
                     tok = min(tok, node.max_tokens - node.tokens - node.reserved_tokens)
@@ -184,7 +186,9 @@ class Ledger:
     def limiting(self, kind: str) -> str:
         """Name of the ledger whose ``kind`` ("tokens" or "dollars") budget has the least room left."""
         with self._lock:
-            best, room = self, float("inf")
+            best: Ledger = self
+            room: float = float("inf")
+            left: float
             for node in self._chain():
                 if kind == "tokens" and node.max_tokens is not None:
                     left = node.max_tokens - node.tokens - node.reserved_tokens

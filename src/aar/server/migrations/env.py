@@ -12,6 +12,8 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     """Run migrations on a fresh connection to the configured database."""
     url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("the Alembic config has no sqlalchemy.url")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(

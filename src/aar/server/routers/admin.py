@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Request
 from sqlalchemy import String, cast, func, select
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from aar.server import ops
 from aar.server.auth import AdminUser
@@ -21,7 +22,7 @@ from aar.server.deps import (
     read_body,
 )
 from aar.server.errors import error_responses
-from aar.server.models import Agent, AuditEntry, Submission
+from aar.server.models import Agent, AuditEntry, Submission, Testbed
 from aar.server.schemas import (
     AgentCreate,
     AgentCreated,
@@ -50,7 +51,7 @@ def agent_info(a: Agent) -> AgentInfo:
     )
 
 
-def testbed_admin_info(t, created: bool = False) -> TestbedAdminInfo:
+def testbed_admin_info(t: Testbed, created: bool = False) -> TestbedAdminInfo:
     """Wire form of a testbed row, with baselines."""
     return TestbedAdminInfo(
         id=t.id,
@@ -101,7 +102,7 @@ def submission_admin_view(sub: Submission, agent: str) -> SubmissionAdminView:
     openapi_extra=body_doc(AgentCreate),
     responses=error_responses(403, 409),
 )
-async def create_agent(request: Request, _: AdminUser):
+async def create_agent(request: Request, _: AdminUser) -> Response:
     """Create an agent and return its token (shown only here)."""
     body = await json_body(request, AgentCreate)
     agent, token = await run_in_threadpool(
@@ -112,14 +113,14 @@ async def create_agent(request: Request, _: AdminUser):
 
 
 @router.get("/agents", response_model=list[AgentInfo], responses=error_responses(403))
-def list_agents(request: Request, _: AdminUser):
+def list_agents(request: Request, _: AdminUser) -> Response:
     """All agents."""
     with ctx(request).db.read() as s:
         return json_response([agent_info(a) for a in s.scalars(select(Agent).order_by(Agent.id))])
 
 
 @router.post("/agents/{name}/revoke", response_model=AgentInfo, responses=error_responses(403, 404))
-def revoke_agent(request: Request, _: AdminUser, name: str = Path(max_length=64)):
+def revoke_agent(request: Request, _: AdminUser, name: str = Path(max_length=64)) -> Response:
     """Revoke an agent's token (idempotent); its data stays."""
     agent = ops.revoke_agent(ctx(request).db, name)
     request.state.outcome = f"revoked agent {name}"
@@ -136,7 +137,7 @@ def revoke_agent(request: Request, _: AdminUser, name: str = Path(max_length=64)
         200: {"model": TestbedAdminInfo, "description": "The identical bundle was already registered."},
     },
 )
-async def register_testbed(request: Request, _: AdminUser):
+async def register_testbed(request: Request, _: AdminUser) -> Response:
     """Register a testbed's ground-truth bundle (idempotent for identical bundles; 200 then)."""
     bundle = parse_model(VaultBundle, await read_body(request))
     c = ctx(request)
@@ -154,7 +155,7 @@ def admin_submissions(
     flagged: bool | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
-):
+) -> Response:
     """Every submission with its public and private figures and scoring-time flags, newest first;
     ``flagged=true`` lists only flagged ones (``false``: only unflagged)."""
     limit, offset = page_bounds(limit, offset)
@@ -177,7 +178,9 @@ def admin_submissions(
 
 
 @router.get("/audit", response_model=Page[AuditView], responses=error_responses(403))
-def audit_log(request: Request, _: AdminUser, actor: Filter = None, limit: Limit = 100, offset: Offset = 0):
+def audit_log(
+    request: Request, _: AdminUser, actor: Filter = None, limit: Limit = 100, offset: Offset = 0
+) -> Response:
     """The audit log, newest first."""
     limit, offset = page_bounds(limit, offset)
     q = select(AuditEntry)

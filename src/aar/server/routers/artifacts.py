@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import time
+from typing import cast
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+from starlette.responses import Response
 
 from aar.server.artifacts import blob_path, store_stream
 from aar.server.auth import AnyUser
@@ -59,7 +62,7 @@ async def upload(
     name: str = Query("artifact.bin", pattern=NAME),
     kind: str = Query("code", pattern=KIND),
     sha256: str | None = Query(None, pattern=SHA_PATTERN, description="Expected sha256 of the body."),
-):
+) -> Response:
     """Store the raw request body; idempotent (an existing blob keeps its first owner). 201 or 200."""
     c = ctx(request)
     expected = _sha(sha256) if sha256 is not None else None
@@ -89,8 +92,10 @@ async def upload(
     return json_response(info, 201 if created else 200)
 
 
-def _owner(s, owner_id: int | None) -> str:
-    return "admin" if owner_id is None else s.scalar(select(Agent.name).where(Agent.id == owner_id))
+def _owner(s: Session, owner_id: int | None) -> str:
+    if owner_id is None:
+        return "admin"
+    return cast(str, s.scalar(select(Agent.name).where(Agent.id == owner_id)))
 
 
 @router.get("", response_model=Page[ArtifactInfo])
@@ -101,10 +106,10 @@ def list_artifacts(
     kind: Filter = None,
     limit: Limit = 50,
     offset: Offset = 0,
-):
+) -> Response:
     """Stored artifacts, newest first; filter by owner name and kind."""
     limit, offset = page_bounds(limit, offset)
-    cond = []
+    cond: list[ColumnElement[bool]] = []
     if owner is not None:
         cond.append(
             Artifact.owner_id.is_(None)
@@ -126,7 +131,7 @@ def list_artifacts(
 
 
 @router.get("/{sha256}", response_model=ArtifactInfo, responses=error_responses(404))
-def metadata(request: Request, _: AnyUser, sha256: str = Path(pattern=SHA_PATTERN)):
+def metadata(request: Request, _: AnyUser, sha256: str = Path(pattern=SHA_PATTERN)) -> Response:
     """Metadata of one artifact."""
     with ctx(request).db.read() as s:
         row = s.get(Artifact, _sha(sha256))
@@ -140,7 +145,7 @@ def metadata(request: Request, _: AnyUser, sha256: str = Path(pattern=SHA_PATTER
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(404)},
 )
-def download(request: Request, _: AnyUser, sha256: str = Path(pattern=SHA_PATTERN)):
+def download(request: Request, _: AnyUser, sha256: str = Path(pattern=SHA_PATTERN)) -> Response:
     """The artifact's bytes (always as an attachment, never rendered)."""
     c = ctx(request)
     with c.db.read() as s:

@@ -9,13 +9,14 @@ verdict in the append-only ``audits`` table and its audit-log entry in the same 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from aar.server.audit import SQL_AUDIT, audit_values
 from aar.server.auth import AdminUser
@@ -34,7 +35,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
     openapi_extra=body_doc(EvaluateIn),
     responses=error_responses(403, 404),
 )
-async def admin_evaluate(request: Request, _: AdminUser):
+async def admin_evaluate(request: Request, _: AdminUser) -> Response:
     """Score 1-20 runs on the public and private halves and the final split (nothing is stored)."""
     body = await json_body(request, EvaluateIn)
     c = ctx(request)
@@ -49,7 +50,7 @@ async def admin_evaluate(request: Request, _: AdminUser):
     response_model=dict[str, float],
     responses=error_responses(403, 404),
 )
-def admin_predictions(submission_id: PathId, request: Request, _: AdminUser):
+def admin_predictions(submission_id: PathId, request: Request, _: AdminUser) -> Response:
     """A submission's stored predictions as ``{test id: P(label=1)}``."""
     c = ctx(request)
     with c.db.read() as s:
@@ -78,7 +79,7 @@ def _record(row: Audit, agent: str, testbed_id: str) -> AuditRecord:
     )
 
 
-def _store(c, request: Request, body: AuditIn) -> AuditRecord:
+def _store(c: Any, request: Request, body: AuditIn) -> AuditRecord:
     """Insert the audit and its audit-log entry in one transaction."""
     with c.db.write() as s:
         sub = s.execute(
@@ -113,7 +114,7 @@ def _store(c, request: Request, body: AuditIn) -> AuditRecord:
     openapi_extra=body_doc(AuditIn),
     responses=error_responses(403, 404),
 )
-async def record_audit(request: Request, _: AdminUser):
+async def record_audit(request: Request, _: AdminUser) -> Response:
     """Record an audit verdict on a submission (append-only: a later audit supersedes it)."""
     body = await json_body(request, AuditIn)
     record = await run_in_threadpool(_store, ctx(request), request, body)
@@ -126,7 +127,7 @@ def list_audits(
     _: AdminUser,
     testbed_id: Filter = None,
     submission_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-):
+) -> Response:
     """Audit records, oldest first (so the latest per submission comes last)."""
     q = (
         select(Audit, Agent.name, Submission.testbed_id)

@@ -10,8 +10,9 @@ import time
 
 from fastapi import APIRouter, Request
 from markdown_it import MarkdownIt
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, aliased
+from starlette.responses import Response
 
 from aar.server.auth import AnyUser, Principal
 from aar.server.deps import (
@@ -61,10 +62,10 @@ def _check_links(s: Session, submission_ids: list[int], hashes: list[str]) -> No
         if missing:
             raise ApiError(404, "unknown_submission", "linked submissions do not exist", {"ids": missing[:5]})
     if hashes:
-        found = set(s.scalars(select(Artifact.sha256).where(Artifact.sha256.in_(hashes))))
-        missing = sorted(set(hashes) - found)
-        if missing:
-            raise ApiError(404, "unknown_artifact", "linked artifacts do not exist", {"hashes": missing[:5]})
+        stored = set(s.scalars(select(Artifact.sha256).where(Artifact.sha256.in_(hashes))))
+        unknown = sorted(set(hashes) - stored)
+        if unknown:
+            raise ApiError(404, "unknown_artifact", "linked artifacts do not exist", {"hashes": unknown[:5]})
 
 
 def _author_id(who: Principal) -> int | None:
@@ -78,7 +79,7 @@ def _author_id(who: Principal) -> int | None:
     openapi_extra=body_doc(PostIn),
     responses=error_responses(404),
 )
-async def create_post(request: Request, who: AnyUser):
+async def create_post(request: Request, who: AnyUser) -> Response:
     """Create a post."""
     body = await json_body(request, PostIn)
     tags = sorted(set(body.tags))
@@ -109,7 +110,7 @@ async def create_post(request: Request, who: AnyUser):
     openapi_extra=body_doc(ReplyIn),
     responses=error_responses(404),
 )
-async def reply(post_id: PathId, request: Request, who: AnyUser):
+async def reply(post_id: PathId, request: Request, who: AnyUser) -> Response:
     """Reply to a top-level post."""
     body = await json_body(request, ReplyIn)
     with ctx(request).db.write() as s:
@@ -151,10 +152,10 @@ def list_posts(
     author: Filter = None,
     limit: Limit = 20,
     offset: Offset = 0,
-):
+) -> Response:
     """Top-level posts, newest first; filter by text (title or body), tag and author name."""
     limit, offset = page_bounds(limit, offset)
-    cond = [Post.parent_id.is_(None)]
+    cond: list[ColumnElement[bool]] = [Post.parent_id.is_(None)]
     if q:
         needle = q.lower()
         cond.append(
@@ -192,7 +193,7 @@ def list_posts(
 
 
 @router.get("/posts/{post_id}", response_model=Thread, responses=error_responses(404))
-def get_thread(post_id: PathId, request: Request, _: AnyUser):
+def get_thread(post_id: PathId, request: Request, _: AnyUser) -> Response:
     """A post and its replies."""
     with ctx(request).db.read() as s:
         post = s.get(Post, post_id)

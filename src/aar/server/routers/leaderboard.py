@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
+from starlette.responses import Response
 
 from aar.server.auth import AdminUser, AnyUser
 from aar.server.boards import admin_board, public_rows
@@ -17,7 +18,7 @@ router = APIRouter(tags=["leaderboard"])
 
 
 @router.get("/v1/leaderboard", response_model=Leaderboard)
-def leaderboard(request: Request, _: AnyUser, testbed_id: Filter = None):
+def leaderboard(request: Request, _: AnyUser, testbed_id: Filter = None) -> Response:
     """Per agent and testbed: the Ladder-released figure and the method and code behind it."""
     with ctx(request).db.read() as s:
         return json_response(Leaderboard(rows=public_rows(s, testbed_id)))
@@ -26,7 +27,7 @@ def leaderboard(request: Request, _: AnyUser, testbed_id: Filter = None):
 @router.get(
     "/v1/admin/leaderboard", response_model=list[AdminTestbedBoard], responses=error_responses(403, 404)
 )
-def admin_leaderboard(request: Request, _: AdminUser, testbed_id: Filter = None):
+def admin_leaderboard(request: Request, _: AdminUser, testbed_id: Filter = None) -> Response:
     """Per testbed: agents ranked by private PGR, methods, and shipped baselines, with CIs."""
     c = ctx(request)
     with c.db.read() as s:

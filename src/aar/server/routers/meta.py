@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from starlette.responses import Response
 
 from aar.server.auth import AnyUser
+from aar.server.config import Settings
 from aar.server.deps import ctx, json_response
 from aar.server.models import Agent
 from aar.server.schemas import Me
@@ -15,7 +17,7 @@ from aar.server.scoring import Limits, budget_status
 router = APIRouter(tags=["meta"])
 
 
-def limits_of(settings, agent: Agent) -> Limits:
+def limits_of(settings: Settings, agent: Agent) -> Limits:
     """Effective budget of an agent: its own limits, else the server's defaults."""
     return Limits(
         settings.budget_per_hour if agent.budget_per_hour is None else agent.budget_per_hour,
@@ -24,7 +26,7 @@ def limits_of(settings, agent: Agent) -> Limits:
 
 
 @router.get("/v1/me", response_model=Me)
-def me(request: Request, who: AnyUser):
+def me(request: Request, who: AnyUser) -> Response:
     """The caller's identity and, for agents, the submission budget."""
     if who.is_admin:
         return json_response(Me(name="admin", role="admin"))

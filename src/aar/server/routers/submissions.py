@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from aar.server.audit import SQL_AUDIT, audit_values
 from aar.server.auth import AgentUser, AnyUser, Principal, require_agent
@@ -90,7 +92,7 @@ SQL_COUNT = "UPDATE agents SET n_submissions = n_submissions + 1 WHERE id = :id"
 
 
 def _record(
-    c, request: Request, who: Principal, sub: SubmissionIn, arrays: TestbedArrays, probs: np.ndarray
+    c: Any, request: Request, who: Principal, sub: SubmissionIn, arrays: TestbedArrays, probs: np.ndarray
 ) -> SubmissionReceipt:
     """Budget check, insert, Ladder move and audit entry in one write transaction (hand-written SQL:
     this is the hot path, and SQLAlchemy's per-statement compilation costs more than the query)."""
@@ -193,7 +195,7 @@ def _record(
     openapi_extra=body_doc(SubmissionIn),
     responses=error_responses(403, 404, 429),
 )
-async def submit(request: Request):
+async def submit(request: Request) -> Response:
     """Score a prediction set on the test split; returns only the Ladder-released public figure."""
     who = require_agent(request)
     c = ctx(request)
@@ -204,7 +206,7 @@ async def submit(request: Request):
     return json_response(receipt, 201)
 
 
-def view(row, agent: str) -> SubmissionView:
+def view(row: Any, agent: str) -> SubmissionView:
     """What agents may see of a submission."""
     return SubmissionView(
         id=row.id,
@@ -239,7 +241,7 @@ VIEW_COLS = (
 @router.get("", response_model=Page[SubmissionView], responses=error_responses(403))
 def my_submissions(
     request: Request, who: AgentUser, testbed_id: Filter = None, limit: Limit = 50, offset: Offset = 0
-):
+) -> Response:
     """The caller's own submissions, newest first."""
     limit, offset = page_bounds(limit, offset)
     cond = [SUBS.c.agent_id == who.agent_id]
@@ -264,7 +266,7 @@ def my_submissions(
 
 
 @router.get("/{submission_id}", response_model=SubmissionView, responses=error_responses(404))
-def get_submission(submission_id: PathId, request: Request, who: AnyUser):
+def get_submission(submission_id: PathId, request: Request, who: AnyUser) -> Response:
     """One submission: its released figure, method, description and code (any caller)."""
     with ctx(request).db.read() as s:
         row = s.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path, Request
 from sqlalchemy import select
+from starlette.responses import Response
 
 from aar.server.auth import AnyUser
 from aar.server.deps import ctx, json_response
@@ -20,14 +21,14 @@ def testbed_info(t: Testbed) -> TestbedInfo:
 
 
 @router.get("", response_model=list[TestbedInfo])
-def list_testbeds(request: Request, _: AnyUser):
+def list_testbeds(request: Request, _: AnyUser) -> Response:
     """All registered testbeds."""
     with ctx(request).db.read() as s:
         return json_response([testbed_info(t) for t in s.scalars(select(Testbed).order_by(Testbed.id))])
 
 
 @router.get("/{testbed_id}", response_model=TestbedInfo, responses=error_responses(404))
-def get_testbed(request: Request, _: AnyUser, testbed_id: str = Path(max_length=64)):
+def get_testbed(request: Request, _: AnyUser, testbed_id: str = Path(max_length=64)) -> Response:
     """One testbed."""
     with ctx(request).db.read() as s:
         t = s.get(Testbed, testbed_id)
