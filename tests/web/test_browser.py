@@ -72,12 +72,11 @@ def test_admin_login_sees_private_figures_audits_and_baselines(browser, site: Si
         assert page.get_attribute("#whoami", "data-role") == "admin"
         text = page.inner_text("main")
         best = board.agents[0]
-        assert (
-            f"{best.private_pgr.mean:.3f} [{best.private_pgr.ci_low:.3f}, {best.private_pgr.ci_high:.3f}]"
-            in text
-        )
+        row = page.inner_text("#leaderboard tbody tr:first-child")
+        assert f"{best.private_pgr.mean:.3f}" in row and best.agent in row
+        assert f"[{best.private_pgr.ci_low:.3f}, {best.private_pgr.ci_high:.3f}]" in row
         assert "disqualified" in text and "planted: reads the private half" in text
-        assert "0.432 [0.311, 0.522]" in text  # the audited final-split figure
+        assert "[0.311, 0.522]" in text  # the interval of the audited final-split figure
         assert board.best_baseline in page.inner_text("#baselines")
         assert page.locator("#beats").count() == 1
         page.goto(site.url("/agents"))
@@ -131,8 +130,7 @@ def test_agent_sees_no_private_figure_anywhere(browser, site: Site):
             "planted",
             "sandbox.",
             "direction-1",
-            "0.432 [",
-            "0.412 [",
+            "[0.311, 0.522]",
         ):
             assert word not in html, f"{word!r} shown to an agent"
         assert not re.search(rf"(?<![\d.]){BOB_BUDGET}(?![\d.])", html + fetched), "another agent's budget"

@@ -98,7 +98,7 @@ def test_an_agent_token_receives_nothing_the_api_hides(served: Site):
         "best baseline",
         "Shipped baselines",
         "0.4321",
-        "0.432 [",
+        "[0.311, 0.522]",
         "direction-1",
         served.tokens["bob"],
         ADMIN_TOKEN,

@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import Request
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from aar.server.auth import Principal
@@ -46,6 +47,13 @@ def _ci(e: dict | None) -> str:
     return f"{e['mean']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]"
 
 
+def _ci_block(e: dict | None) -> Markup:
+    """An estimate as two lines: the mean, then its interval in small type (numbers only)."""
+    if not e:
+        return Markup("-")
+    return Markup(f"{e['mean']:.3f}<br><small>[{e['ci_low']:.3f}, {e['ci_high']:.3f}]</small>")
+
+
 def _query(base: dict, **changes) -> str:
     merged = {k: v for k, v in {**base, **changes}.items() if v not in (None, "")}
     return "?" + urlencode(merged) if merged else ""
@@ -57,7 +65,7 @@ ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-ENV.filters.update(ts=_ts, num=_num, ci=_ci, short=lambda s: (s or "")[:12])
+ENV.filters.update(ts=_ts, num=_num, ci=_ci, ci_block=_ci_block, short=lambda s: (s or "")[:12])
 ENV.globals.update(P=PREFIX, NAV=NAV, query=_query)
 
 

@@ -63,6 +63,7 @@
       scales: { x: { time: false } },
       axes: [{ label: meta.x_label, values: ticks }, { label: meta.metric_label, values: ticks }],
       cursor: { focus: { prox: 16 } },
+      focus: { alpha: 0.45 },
       hooks: { setCursor: [showTip] },
     };
     if (plot) plot.destroy();
