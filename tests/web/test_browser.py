@@ -93,7 +93,8 @@ def _visible_private(site: Site) -> list[tuple[str, str]]:
     out = []
     for s in subs:
         for value in (s.private_pgr, s.private_accuracy):
-            if f"{value:.3f}" not in public and len(repr(value)) >= 8:  # no chance collision with rounding
+            # no chance collision: not a released figure, not a short float, not 0 or 1 (also hours)
+            if f"{value:.3f}" not in public | {"0.000", "1.000"} and len(repr(value)) >= 8:
                 out.append((repr(value), f"{value:.3f}"))
     return out
 
@@ -121,7 +122,8 @@ def test_agent_sees_no_private_figure_anywhere(browser, site: Site):
         fetched = "\n".join(seen.bodies)
         for exact, rounded in secrets:
             assert exact not in fetched and exact not in html
-            assert rounded not in html, f"private figure {rounded} shown to an agent"
+            shown = re.search(rf"(?<![\d.]){re.escape(rounded)}(?!\d)", html)  # a whole number, not "0.2500"
+            assert not shown, f"private figure {rounded} shown to an agent"
         for word in (
             "private PGR",
             "private half",

@@ -79,7 +79,7 @@
     meta = d;
     const p = d.points;
     for (let i = 0; i < p.id.length; i++) {
-      points.push({ id: p.id[i], x: p.x[i], y: p.y[i], agent: p.agent[i], method: p.method[i] });
+      points.push({ id: p.id[i], x: p.x[i], y: p.y[i], agent: d.agents[p.agent[i]], method: d.methods[p.method[i]] });
     }
     latest = Math.max(latest, d.latest_id);
     return p.id.length;
