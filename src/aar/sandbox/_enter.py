@@ -41,7 +41,7 @@ def _die(message: str) -> None:
     os._exit(126)
 
 
-def _libc_call(libc, name: str, *args) -> None:
+def _libc_call(libc: ctypes.CDLL, name: str, *args: object) -> None:
     if getattr(libc, name)(*args) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{name}: {os.strerror(err)}")

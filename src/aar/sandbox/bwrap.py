@@ -10,12 +10,13 @@ import site
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aar
 from aar.sandbox.limits import Limits, rlimits_for
-from aar.sandbox.spec import SandboxSpec, resolve
+from aar.sandbox.spec import SandboxSpec, StdStream, resolve
 from aar.sandbox.workspace import prepare_workspace
 
 ENTER_SCRIPT = str(Path(__file__).with_name("_enter.py"))
@@ -65,7 +66,7 @@ def python_paths() -> list[str]:
     return _outermost(resolve(p) for p in candidates if os.path.exists(p))
 
 
-def _outermost(paths) -> list[str]:
+def _outermost(paths: Iterable[str]) -> list[str]:
     """Drop paths contained in another path of the list; keep order stable (sorted)."""
     out: list[str] = []
     for path in sorted(set(paths)):
@@ -171,7 +172,7 @@ def build_plan(
     }
 
 
-def launch(plan: dict, *, stdin, stdout, stderr) -> subprocess.Popen:
+def launch(plan: dict, *, stdin: StdStream, stdout: StdStream, stderr: StdStream) -> subprocess.Popen[bytes]:
     """Start ``_enter.py`` with the plan (marshal) on an inherited memfd, in a new session, no env."""
     plan_fd = os.memfd_create("aar-sandbox-plan", os.MFD_CLOEXEC)  # pass_fds opens it for the child only
     try:

@@ -25,7 +25,7 @@ from typing import IO
 from aar.sandbox import bwrap as bw
 from aar.sandbox.limits import Limits, rlimits_for
 from aar.sandbox.proctree import TreeSample, kill_tree, sample_tree, tree_pss_mb
-from aar.sandbox.spec import SandboxResult, SandboxSpec, SandboxUnavailable, resolve
+from aar.sandbox.spec import SandboxResult, SandboxSpec, SandboxUnavailable, StdStream, resolve
 from aar.sandbox.workspace import disk_usage
 
 log = logging.getLogger("aar.sandbox")
@@ -229,9 +229,9 @@ def popen_sandboxed(
     cmd: Sequence[str],
     spec: SandboxSpec,
     *,
-    stdin=subprocess.DEVNULL,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
+    stdin: StdStream = subprocess.DEVNULL,
+    stdout: StdStream = subprocess.PIPE,
+    stderr: StdStream = subprocess.PIPE,
     audit: AuditFn | None = None,
     label: str = "",
     allow_unsafe: bool = False,

@@ -6,9 +6,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 from aar.sandbox.limits import Limits
 
+# what subprocess.Popen takes for stdin, stdout and stderr: a file descriptor, a file, PIPE, DEVNULL
+StdStream = int | IO[Any] | None
 NOBODY_UID = 65534
 
 

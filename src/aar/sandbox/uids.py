@@ -43,7 +43,8 @@ class UidBlock:
     """A held block of uids; :meth:`uid` gives agent ``index`` its uid. Release it (or exit)."""
 
     def __init__(self, index: int, fd: int, lock: Path) -> None:
-        self.index, self._fd, self.lock = index, fd, lock
+        self._fd: int | None = fd
+        self.index, self.lock = index, lock
         self.first = UID_BASE + index * BLOCK_SIZE
         self.size = BLOCK_SIZE
 
@@ -68,7 +69,7 @@ class UidBlock:
     def __enter__(self) -> UidBlock:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     def __del__(self) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import aar
+from aar.w2s.data import labels_of
 from aar.w2s.experiment import run_method
 from aar.w2s.methods.registry import builtin_methods, get_method
 from aar.w2s.metrics import paired_comparison, pgr_estimate
@@ -104,8 +105,10 @@ def run_baseline(
     t_start = time.time()
     test = testbed.dataset.splits["test"]
     ids = [e.id for e in test]
-    labels = np.array([int(e.label) for e in test])
-    weak_c, ceil_c, timings = [], [], {"teacher_s": [], "ceiling_s": []}
+    labels = np.array(labels_of(test))
+    weak_c: list[np.ndarray] = []
+    ceil_c: list[np.ndarray] = []
+    timings: dict[str, list[float]] = {"teacher_s": [], "ceiling_s": []}
     for seed in seeds:
         say(f"seed {seed}: weak teacher")
         t = time.time()
@@ -195,10 +198,12 @@ def run_baseline(
 def render_table(result: dict) -> str:
     """The result as a fixed-width text table: means with their 95% intervals, and the comparison."""
     ref = result["config"].get("compare_to")
-    head = ("method", "weak acc", "ceiling acc", "transfer acc", "PGR")
+    head: tuple[str, ...] = ("method", "weak acc", "ceiling acc", "transfer acc", "PGR")
     rows = [(*head, f"PGR - {ref} [95% CI], p(>)") if ref else head]
     for name, r in result["methods"].items():
-        row = (name, _fmt(r["weak_acc"]), _fmt(r["ceiling_acc"]), _fmt(r["transfer_acc"]), _fmt(r["pgr"]))
+        row: tuple[str, ...] = (
+            name, _fmt(r["weak_acc"]), _fmt(r["ceiling_acc"]), _fmt(r["transfer_acc"]), _fmt(r["pgr"])
+        )
         if ref:
             c = r.get("vs_" + ref)
             row = (*row, "-" if c is None else f"{c['diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], "

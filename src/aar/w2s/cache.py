@@ -7,7 +7,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,7 +30,7 @@ def key_of(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def build_atomically(final: Path, build: callable) -> Path:
+def build_atomically(final: Path, build: Callable[[Path], object]) -> Path:
     """Run ``build(tmpdir)`` into a temp folder beside ``final``, then rename it into place.
 
     A killed build leaves only a temp folder (ignored and cleaned later), never a half entry.
@@ -53,7 +55,7 @@ def save_torch_atomic(obj: object, path: Path) -> None:
         torch.save(obj, f)
 
 
-def load_json(path: Path) -> dict:
+def load_json(path: Path) -> dict[str, Any]:
     """Read a JSON cache file, turning any failure into a :class:`CacheError` naming the file."""
     try:
         return json.loads(Path(path).read_text())

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from aar.w2s.cache import CacheError, key_of
-from aar.w2s.data import Dataset, Example
+from aar.w2s.data import Dataset, Example, labels_of
 from aar.w2s.experiment import run_method
 from aar.w2s.methods.registry import get_method
 from aar.w2s.references import ceiling_probs, teacher_outputs
@@ -99,8 +99,8 @@ def build_vault_bundle(
     bundle = VaultBundle(
         testbed_id=testbed.name,
         description=testbed.spec.description,
-        labels={e.id: int(e.label) for e in test},
-        final_labels={e.id: int(e.label) for e in final},
+        labels=dict(zip((e.id for e in test), labels_of(test), strict=True)),
+        final_labels=dict(zip((e.id for e in final), labels_of(final), strict=True)),
         references=refs,
         teacher_on_test=on_test,
     )

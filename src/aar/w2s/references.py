@@ -123,7 +123,7 @@ def ceiling_probs(testbed: LabelledTestbed, seed: int) -> dict[str, float]:
         model.prepare(d.inputs("train_unlabel"))
         tu = d.splits["train_unlabel"]
         finetune(model, tu, labels_of(tu), testbed.spec.strong_train, seed=seed * 1000)
-        out = {}
+        out: dict[str, float] = {}
         for split in CEILING_SPLITS:
             xs = d.inputs(split)
             if xs:

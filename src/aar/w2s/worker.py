@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,7 +101,7 @@ def run_isolated(
     sandbox: bool | None = None,
     timeout_s: float = 1800.0,
     memory_mb: int = 4096,
-    audit=None,
+    audit: Callable[[dict], None] | None = None,
 ) -> IsolatedRun:
     """Run ``method`` (a shipped name or a ``.py`` file) over the public ``view`` in a child process.
 
@@ -208,8 +208,8 @@ def run_isolated(
         error = None
         if killed:
             error = f"the method's process was killed (limit: {killed})"
-        elif read("out/error.txt"):
-            error = read("out/error.txt")[:3000]
+        elif message := read("out/error.txt"):
+            error = message[:3000]
         elif code != 0 or len(runs) != len(seeds):
             error = f"the method's process exited with status {code}: {tail}"
         return IsolatedRun(runs, "bwrap" if use_sandbox else "process", error, tail)

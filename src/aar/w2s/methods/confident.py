@@ -1,5 +1,7 @@
 """Train only on the teacher's most confident labels."""
 
+import numpy as np
+
 from aar.w2s.methods.base import MethodContext
 from aar.w2s.methods.common import balanced_confident, predict, train_student
 
@@ -8,7 +10,7 @@ DESCRIPTION = "Fine-tune on hard weak labels of only the `keep` share the teache
 PARAMS = {"keep": 0.5}
 
 
-def run(ctx: MethodContext, keep: float):
+def run(ctx: MethodContext, keep: float) -> np.ndarray:
     """Keep the most confident share per class, train on those hard labels."""
     p = ctx.teacher.of(ctx.unlabelled)
     idx = balanced_confident(p, keep)

@@ -25,7 +25,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, steps: int = 200) -> t
     b = torch.zeros(1, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
 
-    def closure():
+    def closure() -> torch.Tensor:
         opt.zero_grad()
         z = xt @ w + b
         loss = torch.nn.functional.binary_cross_entropy_with_logits(z, yt) + l2 * (w @ w) / len(y)

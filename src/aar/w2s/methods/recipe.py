@@ -34,7 +34,7 @@ from aar.w2s.losses import AuxConfidenceLoss, XentLoss
 from aar.w2s.methods.base import MethodContext
 from aar.w2s.methods.common import balanced_confident
 from aar.w2s.models.base import JudgeModel, predict_proba
-from aar.w2s.train import finetune
+from aar.w2s.train import Loss, finetune
 
 NAME = "recipe"
 DESCRIPTION = (
@@ -120,7 +120,7 @@ def _student(
     targets: np.ndarray,
     conf: np.ndarray,
     weights: np.ndarray | None,
-    loss,
+    loss: Loss,
     curriculum: bool,
     seed: int,
 ) -> JudgeModel:
@@ -150,9 +150,11 @@ def run(
     """Train the composed recipe and return P(label=1) on ``ctx.predict_inputs``."""
     _check(temperature, keep, self_keep, rounds, ensemble, prior_gate)
     xs = ctx.unlabelled
+    # the prior model exists exactly when an ingredient reads it (the `base is not None` tests below
+    # restate that for the type checker)
     base = ctx.strong_model() if (prior_weight or post_prior or prior_gate) else None
     fused = logit(ctx.teacher.of(xs)) / temperature
-    if prior_weight:
+    if prior_weight and base is not None:
         fused = fused + prior_weight * prior_logits(base, xs)
     p = sigmoid(fused)
     idx = balanced_confident(p, keep) if keep < 1 else np.arange(len(xs))
@@ -180,8 +182,8 @@ def run(
         probs = predict_proba(model, ctx.predict_inputs)
         if ensemble == 1 and not post_prior:
             # exactly the student's output (vanilla when every ingredient is off)
-            return gate(base, ctx, prior_gate, probs) if prior_gate else probs
+            return gate(base, ctx, prior_gate, probs) if prior_gate and base is not None else probs
         out += logit(probs) / ensemble
-    if post_prior:
+    if post_prior and base is not None:
         out = out + post_prior * prior_logits(base, ctx.predict_inputs)
-    return gate(base, ctx, prior_gate, sigmoid(out)) if prior_gate else sigmoid(out)
+    return gate(base, ctx, prior_gate, sigmoid(out)) if prior_gate and base is not None else sigmoid(out)

@@ -14,7 +14,7 @@ DESCRIPTION = (
 PARAMS = {"rounds": 1, "keep": 0.6}
 
 
-def run(ctx: MethodContext, rounds: int, keep: float):
+def run(ctx: MethodContext, rounds: int, keep: float) -> np.ndarray:
     """Bootstrapped student predictions."""
     if rounds < 0 or rounds > 5:
         raise ValueError("rounds must be between 0 and 5")

@@ -10,7 +10,7 @@ DESCRIPTION = "Fine-tune on the teacher's soft probabilities (sharpened or flatt
 PARAMS = {"temperature": 1.0}
 
 
-def run(ctx: MethodContext, temperature: float):
+def run(ctx: MethodContext, temperature: float) -> np.ndarray:
     """Targets are sigmoid(logit(teacher) / temperature)."""
     if temperature <= 0:
         raise ValueError("temperature must be positive")

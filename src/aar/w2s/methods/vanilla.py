@@ -1,5 +1,7 @@
 """Vanilla weak-to-strong: fine-tune the strong model on the teacher's hard labels."""
 
+import numpy as np
+
 from aar.w2s.methods.base import MethodContext
 from aar.w2s.methods.common import predict, train_student
 
@@ -8,7 +10,7 @@ DESCRIPTION = "Fine-tune the strong model on the weak teacher's hard (thresholde
 PARAMS: dict = {}
 
 
-def run(ctx: MethodContext):
+def run(ctx: MethodContext) -> np.ndarray:
     """Train on hard weak labels of the unlabelled split; predict."""
     hard = (ctx.teacher.of(ctx.unlabelled) > 0.5).astype(float)
     return predict(train_student(ctx, ctx.unlabelled, hard), ctx)

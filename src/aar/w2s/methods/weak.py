@@ -1,6 +1,8 @@
 """The weak teacher's own predictions (the W2S floor): a harness reference, usable as a method only when
 the testbed's protocol exposes the teacher's outputs on the prediction inputs (``teacher_on_test``)."""
 
+import numpy as np
+
 from aar.w2s.methods.base import MethodContext, MethodError
 
 NAME = "weak"
@@ -11,7 +13,7 @@ DESCRIPTION = (
 PARAMS: dict = {}
 
 
-def run(ctx: MethodContext):
+def run(ctx: MethodContext) -> np.ndarray:
     """Teacher probabilities on the requested inputs (a clear error without teacher_on_test)."""
     try:
         return ctx.teacher.of(ctx.predict_inputs)

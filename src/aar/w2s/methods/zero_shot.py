@@ -14,7 +14,7 @@ DESCRIPTION = (
 PARAMS = {"consistency": True}
 
 
-def run(ctx: MethodContext, consistency: bool):
+def run(ctx: MethodContext, consistency: bool) -> np.ndarray:
     """Prior probabilities, order-symmetrised for pairwise examples when ``consistency``."""
     model = ctx.strong_model()
     z = model.zero_shot_logits(ctx.predict_inputs)

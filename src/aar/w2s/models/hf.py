@@ -30,12 +30,13 @@ used one at a time (as the methods do). An adapter is deleted when its judge is 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
 import warnings
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -152,7 +153,7 @@ class Backbone:
             tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
         tok.padding_side = "left"
         self.tok = tok
-        model.to(self.device)
+        model.to(self.device)  # type: ignore[arg-type]  # transformers types .to through a wrapper
         model.requires_grad_(False)
         model.config.use_cache = False
         if spec.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
@@ -184,19 +185,13 @@ class Backbone:
         self.lock = threading.RLock()
         self._vllm = None
 
-    def _seeded(self):
+    @contextlib.contextmanager
+    def _seeded(self) -> Iterator[None]:
+        """Seed the global RNGs with the adapter seed inside, restore them after (fork_rng)."""
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        ctx = torch.random.fork_rng(devices=devices)
-
-        class _Seed:
-            def __enter__(s):
-                ctx.__enter__()
-                torch.manual_seed(self.spec.lora.init_seed)
-
-            def __exit__(s, *a):
-                return ctx.__exit__(*a)
-
-        return _Seed()
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.spec.lora.init_seed)
+            yield
 
     def _use_chat_template(self) -> bool:
         has = bool(getattr(self.tok, "chat_template", None))
@@ -280,7 +275,7 @@ class Backbone:
             raise ValueError(f"an example has one or two options, not {len(options)}")
         if self.chat:
             msgs = [{"role": "user", "content": body}]
-            text = self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            text = str(self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
             return text[: -len(_EMPTY_THINK)] if text.endswith(_EMPTY_THINK) else text
         return body
 
@@ -305,7 +300,7 @@ class Backbone:
         room = sum(len(t) for t in toks) - (len(ids) - limit) - 8 * len(parts)
         cap = _water_fill([len(t) for t in toks], max(room, len(parts)))
         cut = [
-            p if len(t) <= cap else self.tok.decode(t[:cap]) + " [...]"
+            p if len(t) <= cap else str(self.tok.decode(t[:cap])) + " [...]"
             for p, t in zip(parts, toks, strict=True)
         ]
         ids = self._ids(self._render(cut[0], cut[1:]))
@@ -348,7 +343,7 @@ class Backbone:
         return out.hidden_states[-1][:, -1, :].float().cpu()
 
 
-def _accepts(fn, name: str) -> bool:
+def _accepts(fn: Callable[..., object], name: str) -> bool:
     import inspect
 
     try:
@@ -402,8 +397,8 @@ class HFJudge:
     def __init__(self, spec: HFModelSpec, _init_from: HFJudge | None = None) -> None:
         self.spec = spec
         self.backbone = load_backbone(spec)
-        self.adapter = self.backbone.new_adapter(_init_from.adapter if _init_from else None)
-        self.center = _init_from.center if _init_from else 0.0
+        self.adapter: str = self.backbone.new_adapter(_init_from.adapter if _init_from else None)
+        self.center: float = _init_from.center if _init_from else 0.0
         weakref.finalize(self, self.backbone.drop_adapter, self.adapter)
 
     # scoring --------------------------------------------------------------------------------
@@ -419,7 +414,9 @@ class HFJudge:
                 return torch.from_numpy(vllm_label_logits(bb, adapter, examples))
             return self._chunked(examples, bb.label_logits)
 
-    def _chunked(self, examples: Sequence[Example], fn) -> torch.Tensor:
+    def _chunked(
+        self, examples: Sequence[Example], fn: Callable[[list[Example]], torch.Tensor]
+    ) -> torch.Tensor:
         if not examples:
             return torch.zeros(0)
         out: list[torch.Tensor | None] = [None] * len(examples)

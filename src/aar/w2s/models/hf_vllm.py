@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from aar.w2s.models.hf import Backbone
 
 
-def _engine(bb: Backbone):
+def _engine(bb: Backbone) -> Any:
     if bb._vllm is None:
         try:
             from vllm import LLM

@@ -57,6 +57,8 @@ def sequence_logprob(gpt: GPT, ids: torch.Tensor, mask: torch.Tensor) -> torch.T
 class TinyJudge(nn.Module):
     """A pretrained tiny GPT with the likelihood head; implements :class:`JudgeModel`."""
 
+    center: torch.Tensor  # a buffer: the median one-option score on unlabelled inputs (see prepare)
+
     def __init__(self, gpt: GPT, tok: CharTokenizer | None = None) -> None:
         super().__init__()
         self.gpt = gpt

@@ -31,7 +31,7 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,9 +41,10 @@ from aar.fileio import atomic_writer, write_json_atomic
 from aar.w2s.cache import build_atomically, key_of, load_json, save_torch_atomic
 from aar.w2s.data import Dataset, Example
 from aar.w2s.models.pretrain import pretrain
+from aar.w2s.models.tiny import GPT
 from aar.w2s.testbeds.secret import drawn_id, keyed, new_salt, read_salt, write_secret
 from aar.w2s.testbeds.spec import ModelSpec, TestbedSpec
-from aar.w2s.testbeds.worlds import WORLDS, Problem
+from aar.w2s.testbeds.worlds import WORLDS, Problem, World
 
 PUBLIC_SPLITS = ("train_label", "train_unlabel", "dev")  # regenerable from the spec
 DRAWN_SPLITS = ("test", "final")  # drawn under the build's secret salt
@@ -52,7 +53,7 @@ Progress = Callable[[str, int, int], None]  # (task, done, total)
 Corpus = list[tuple[str, str]]
 
 
-def _public_part(spec: TestbedSpec) -> tuple[object, dict[str, list[Example]], Corpus, list[list[Problem]]]:
+def _public_part(spec: TestbedSpec) -> tuple[World, dict[str, list[Example]], Corpus, list[list[Problem]]]:
     """World, public splits, corpus and the groups of problems left for the secret draw.
 
     This is the generation of build version 1 up to its ``dev`` split, consuming the seeded rng in
@@ -89,7 +90,7 @@ def _public_part(spec: TestbedSpec) -> tuple[object, dict[str, list[Example]], C
     return world, splits, corpus, list(it)
 
 
-def _take_groups(it, size: int, name: str) -> list[Problem]:
+def _take_groups(it: Iterator[list[Problem]], size: int, name: str) -> list[Problem]:
     """The next whole groups from ``it`` until ``size`` problems (the last group's rest is dropped)."""
     chosen: list[Problem] = []
     while len(chosen) < size:
@@ -101,7 +102,7 @@ def _take_groups(it, size: int, name: str) -> list[Problem]:
 
 
 def draw_splits(
-    spec: TestbedSpec, world: object, pool: list[list[Problem]], salt: bytes
+    spec: TestbedSpec, world: World, pool: list[list[Problem]], salt: bytes
 ) -> dict[str, list[Example]]:
     """The ``test`` and ``final`` splits drawn from ``pool`` (groups of problems) under ``salt``."""
     if len(salt) < 16:
@@ -162,7 +163,7 @@ def _pretrain_one(
     corpus: Corpus,
     seed: int,
     progress: Progress | None,
-) -> torch.nn.Module:
+) -> GPT:
     def on_step(step: int, loss: float) -> None:
         if progress is not None and (step % 25 == 0 or step == mspec.steps - 1):
             progress(f"{spec.name}: pretrain {label} (loss {loss:.3f})", step + 1, mspec.steps)

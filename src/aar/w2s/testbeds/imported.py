@@ -46,11 +46,13 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aar.fileio import write_json_atomic
 from aar.w2s.cache import CacheError, build_atomically, load_json
 from aar.w2s.data import Dataset, Example
 from aar.w2s.methods.base import TeacherOutputs
+from aar.w2s.models.base import JudgeModel
 from aar.w2s.references import teacher_outputs
 from aar.w2s.testbeds.builtin import TESTBEDS
 from aar.w2s.testbeds.secret import carve_final, new_salt, write_secret
@@ -239,13 +241,13 @@ class ImportedTestbed:
         """The protocol's fine-tuning config for the strong model."""
         return self.spec.strong_train
 
-    def strong_model(self):
+    def strong_model(self) -> JudgeModel:
         """A fresh strong judge: the shared frozen strong base with a new LoRA adapter."""
         from aar.w2s.models.hf import HFJudge, HFModelSpec
 
         return HFJudge(HFModelSpec.from_dict(self.spec.strong))
 
-    def weak_model(self):
+    def weak_model(self) -> JudgeModel:
         """A fresh weak judge: the shared frozen weak base with a new LoRA adapter."""
         from aar.w2s.models.hf import HFJudge, HFModelSpec
 
@@ -291,7 +293,7 @@ def imported_names(home: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "COMPLETE").exists() and not p.name.startswith("."))
 
 
-def _model_spec(model: str | dict, chat_template: bool | None, **settings) -> dict:
+def _model_spec(model: str | dict, chat_template: bool | None, **settings: Any) -> dict:
     from aar.w2s.models.hf import HFModelSpec
 
     if isinstance(model, dict):

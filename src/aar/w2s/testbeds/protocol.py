@@ -10,7 +10,7 @@ alone, so they depend on this module and not on the two implementations.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 from aar.w2s.data import Dataset
 from aar.w2s.methods.base import TeacherOutputs
@@ -20,8 +20,6 @@ from aar.w2s.train import TrainConfig
 
 class TestbedSpecLike(Protocol):
     """What callers read of a testbed's spec (built-in :class:`TestbedSpec` or imported ``ImportedSpec``)."""
-
-    __test__ = False  # not a pytest test class
 
     @property
     def name(self) -> str:
@@ -43,6 +41,9 @@ class TestbedSpecLike(Protocol):
     def strong_train(self) -> TrainConfig:
         """The protocol's fine-tuning config for the strong model."""
 
+    def to_dict(self) -> dict:
+        """JSON-ready dict (recorded in results and manifests)."""
+
 
 class LabelledTestbed(Protocol):
     """A testbed with its labels: held by the harness and the server's operator, never by a method.
@@ -50,9 +51,10 @@ class LabelledTestbed(Protocol):
     ``teacher`` and the reference runs cache their results under ``path``; ``public_strong_model``
     says what the public view records of the strong model (``None``: copy ``path/strong.pt``);
     ``imported_teacher`` gives fixed teacher outputs shipped with the testbed (empty: train one).
+    Both implementations are dataclasses, so :func:`dataclasses.replace` makes modified copies.
     """
 
-    __test__ = False  # not a pytest test class
+    __dataclass_fields__: ClassVar[dict[str, Any]]
 
     @property
     def spec(self) -> TestbedSpecLike:

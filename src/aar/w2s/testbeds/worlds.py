@@ -197,9 +197,9 @@ class ChatWorld:
         """
         names: list[tuple[str, ...]] = []
         while len(names) < self.n_creatures:
-            n = tuple(rng.choice(_SYL) for _ in range(rng.choice((2, 3))))
-            if n not in names:
-                names.append(n)
+            syllables = tuple(rng.choice(_SYL) for _ in range(rng.choice((2, 3))))
+            if syllables not in names:
+                names.append(syllables)
         out = []
         for parts in names:
             n = "".join(parts)
@@ -238,4 +238,6 @@ class ChatWorld:
         return Example(ex_id, problem.prompt, (bad, good), 0, group=problem.key)
 
 
-WORLDS: dict[str, type] = {"math": MathWorld, "code": CodeWorld, "chat": ChatWorld}
+WORLDS: dict[str, type[MathWorld] | type[CodeWorld] | type[ChatWorld]] = {
+    "math": MathWorld, "code": CodeWorld, "chat": ChatWorld
+}
