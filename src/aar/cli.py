@@ -5,6 +5,9 @@ Heavy imports (torch, the server) happen inside each command, so `aar --help` st
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import typer
 
 from aar.agents.experiments import EXPERIMENT_TIMEOUT_S
@@ -12,6 +15,11 @@ from aar.commands.common import data_dir as _data_dir
 from aar.commands.common import fail as _fail
 from aar.commands.server import server_app
 from aar.commands.testbed import testbed_app
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from aar.server.config import Settings
 
 app = typer.Typer(
     help="aar: automated alignment research on weak-to-strong supervision.",
@@ -29,13 +37,13 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def _progress_printer():
+def _progress_printer() -> tuple[Progress, Callable[[str, int, int], None]]:
     """A rich progress bar callback: (task, done, total) -> None, plus the Progress to stop."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TimeRemainingColumn(), transient=True)
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def on_progress(task: str, done: int, total: int) -> None:
         key = task.split(" (")[0]
@@ -132,7 +140,7 @@ app.add_typer(server_app, name="server")
 app.add_typer(testbed_app, name="testbed")
 
 
-def _server_settings(**values):
+def _server_settings(**values: Any) -> Settings:
     """Server settings from the command's options, or a one-line error (no traceback, no secrets)."""
     from pydantic import ValidationError
 
@@ -282,7 +290,7 @@ def campaign(
 
     if not resume and opts.dir is None:
         opts.dir = str(default_dir().absolute())  # known now: the dashboard watches it from the start
-    live = start_live(resume or opts.dir, None if resume else server)
+    live = start_live(str(resume or opts.dir), None if resume else server)
     try:
         state = run_campaign(None if resume else opts, resume=resume, report=report, audit=audit)
         typer.echo(f"dashboard of this campaign, read-only: aar dashboard {state.dir}")
@@ -337,23 +345,21 @@ def mcp_cmd(
 @app.command("report")
 def report_cmd(dirs: list[str] = typer.Argument(..., help="Campaign directories.")) -> None:
     """Write DIR/report.md, report.json and the PGR-vs-agent-hours PNG; compare several campaigns."""
-    import json
-    from pathlib import Path
-
     from aar.campaign.report import report_dir
+    from aar.campaign.report_data import read_report
 
     for d in dirs:
         try:
             path = report_dir(d)
         except FileNotFoundError as e:
             _fail(str(e))
-        r = json.loads((Path(d) / "report.json").read_text())
-        how = f"same direction {r['same_direction']}" if r["same_direction"] else "diverse directions"
+        r = read_report(d)
+        how = f"same direction {r.same_direction}" if r.same_direction else "diverse directions"
         typer.echo(
-            f"{path}: {r['testbed']}, {r['n_agents']} agents ({how}): best private PGR "
-            f"{r['best_private_pgr']} vs best baseline {r['best_baseline']} "
-            f"{r['best_baseline_private_pgr']}; "
-            f"{r['submissions']} submissions, {r['agent_hours']} agent-hours"
+            f"{path}: {r.testbed}, {r.n_agents} agents ({how}): best private PGR "
+            f"{r.best_private_pgr} vs best baseline {r.best_baseline} "
+            f"{r.best_baseline_private_pgr}; "
+            f"{r.submissions} submissions, {r.agent_hours} agent-hours"
         )
 
 

@@ -12,6 +12,7 @@ labels and the weak and ceiling references come from the testbed's own cache, as
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +29,21 @@ class CompareError(ValueError):
 
 def _headline(directory: Path) -> tuple[dict, dict]:
     """(report.json's headline, its saved audited runs) of a campaign directory."""
-    report = directory / "report.json"
-    if not report.exists():
+    from aar.campaign.report_data import ReportError, read_report
+
+    if not (directory / "report.json").exists():
         raise CompareError(f"{directory} has no report.json: run `aar audit {directory}` first")
-    data = json.loads(report.read_text())
-    h = data.get("headline")
+    try:
+        report = read_report(directory)
+    except ReportError as e:
+        raise CompareError(str(e)) from None
+    h = report.headline
     if not h:
         raise CompareError(f"{directory}: no audited headline entry (see its report's Audit section)")
     runs = directory / "audit" / "runs" / f"{h['submission_id']}.json"
     if not runs.exists():
         raise CompareError(f"{directory}: the headline's audited runs are missing; rerun `aar audit --force`")
-    return {**h, "testbed": data.get("testbed")}, json.loads(runs.read_text())
+    return {**h, "testbed": report.testbed}, json.loads(runs.read_text())
 
 
 def _correct(runs: list[dict[str, float]], ids: list[str], labels: np.ndarray) -> np.ndarray:
@@ -46,7 +51,7 @@ def _correct(runs: list[dict[str, float]], ids: list[str], labels: np.ndarray) -
     return np.array(rows, dtype=float)
 
 
-def compare_campaigns(main: str | Path, controls: list[str | Path]) -> dict:
+def compare_campaigns(main: str | Path, controls: Sequence[str | Path]) -> dict:
     """Paired comparisons, on the final split, of ``main``'s headline with each control's headline."""
     from aar.campaign.state import CampaignState
     from aar.w2s.public import build_vault_bundle
@@ -60,18 +65,21 @@ def compare_campaigns(main: str | Path, controls: list[str | Path]) -> dict:
     if not final:
         raise CompareError(f"testbed {tb.name} has no final split: nothing nobody tuned on to compare on")
     ids = [e.id for e in final]
-    labels = np.array([int(e.label) for e in final])
+    labels = np.array([int(e.label) for e in final if e.label is not None])
+    if len(labels) != len(final):
+        raise CompareError(f"testbed {tb.name}: some final examples have no label")
     seeds = list(range(int(state.options.get("teacher_seeds") or 5)))
     bundle = build_vault_bundle(tb, seeds, list(state.options.get("baselines") or []))
     weak = _correct(bundle.references["weak"], ids, labels)
     ceiling = _correct(bundle.references["ceiling"], ids, labels)
     a = _correct(head_runs["probs"], ids, labels)
+    controls_out: list[dict] = []
     out = {
         "testbed": tb.name,
         "split": "final",
         "n_examples": len(ids),
         "main": {"dir": str(main), **_side(head, head_runs, a, weak, ceiling)},
-        "controls": [],
+        "controls": controls_out,
         "method": "paired over final examples (and hidden seeds where both sides share them); "
         "t over seeds + example bootstrap",
     }
@@ -85,7 +93,7 @@ def compare_campaigns(main: str | Path, controls: list[str | Path]) -> dict:
         cmp_ = paired_comparison(a, b, weak, ceiling, paired_seeds=paired)
         researcher = CampaignState.load(c).options.get("researcher_kind", "offline")
         side = _side(ch, c_runs, b, weak, ceiling)
-        out["controls"].append(
+        controls_out.append(
             {"dir": str(c), "researcher": researcher, **side, "main_minus_control": cmp_.to_dict()}
         )
     path = main / CONTROLS_FILE

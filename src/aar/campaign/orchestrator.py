@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 from aar.agents.experiments import EXPERIMENT_TIMEOUT_S
 from aar.agents.mcp_server import AgentBusy, hold_agent_lock
@@ -131,7 +132,7 @@ def create(
     if opts.server:
         if not opts.admin_token:
             raise ValueError("--server needs the server's admin token (--admin-token or AAR_ADMIN_TOKEN)")
-        srv = {
+        srv: dict[str, str | None] = {
             "mode": "attach",
             "url": opts.server,
             "socket": str(d / "server.sock"),
@@ -207,7 +208,7 @@ class Campaign:
                 self.launcher = LLMLauncher(self.launcher, self.opts, state)
         self.connection = CampaignServer(state, server, relay_for_agents=True)
         self.handles: dict[str, AgentHandle] = {}
-        self.locks: dict[str, object] = {}  # agent name -> the held lock file of its supervisor-side folder
+        self.locks: dict[str, IO[str]] = {}  # agent name -> the held lock file of its supervisor-side folder
         self.progress = progress or Progress(f"campaign {Path(state.dir).name}")
         self.submissions: list[dict] = []
         self.stop_reason: str | None = None
@@ -265,7 +266,7 @@ class Campaign:
             a.exit_code = h.poll()
         lock = self.locks.pop(a.name, None)
         if lock is not None:
-            lock.close()  # type: ignore[attr-defined]
+            lock.close()
         if a.intervals:
             a.intervals[-1][1] = time.time()
         a.status, a.stop_reason = status, reason
@@ -294,7 +295,7 @@ class Campaign:
         st.save()
         old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
-        def _interrupt(signum, frame):
+        def _interrupt(_signum: int, _frame: object) -> None:
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, _interrupt)
@@ -345,7 +346,7 @@ class Campaign:
                 if code is not None:
                     self.handles.pop(a.name)
                     if (lock := self.locks.pop(a.name, None)) is not None:
-                        lock.close()  # type: ignore[attr-defined]
+                        lock.close()
                     a.exit_code, a.status, a.stop_reason = code, "done", f"exited ({code})"
                     left = b.agent_seconds - a.seconds(now)
                     if code != 0 and a.restarts < MAX_RESTARTS and left >= MIN_RUN_SECONDS:
@@ -418,7 +419,7 @@ class Campaign:
     def close(self) -> None:
         """Stop the local server; give back what the launcher holds (its block of uids) and agent locks."""
         for lock in self.locks.values():
-            lock.close()  # type: ignore[attr-defined]
+            lock.close()
         self.locks.clear()
         close_launcher(self.launcher)
         self.connection.close()
@@ -434,14 +435,14 @@ def _is_agent_process(pid: int) -> bool:
 
 def summary_line(state: CampaignState) -> str:
     """One line: best private PGR against the best shipped baseline, submissions, agent-hours."""
-    import json
+    from aar.campaign.report_data import read_report
 
-    r = json.loads((Path(state.dir) / "report.json").read_text())
-    best = "-" if r["best_private_pgr"] is None else f"{r['best_private_pgr']:.3f}"
-    base = "-" if r["best_baseline_private_pgr"] is None else f"{r['best_baseline_private_pgr']:.3f}"
+    r = read_report(state.dir)
+    best = "-" if r.best_private_pgr is None else f"{r.best_private_pgr:.3f}"
+    base = "-" if r.best_baseline_private_pgr is None else f"{r.best_baseline_private_pgr:.3f}"
     return (
-        f"best private PGR {best} ({r['best_method']}) vs best shipped baseline {r['best_baseline']} {base}; "
-        f"{r['submissions']} submissions, {r['agent_hours']:.2f} agent-hours, ${r['cost_usd']:.2f}"
+        f"best private PGR {best} ({r.best_method}) vs best shipped baseline {r.best_baseline} {base}; "
+        f"{r.submissions} submissions, {r.agent_hours:.2f} agent-hours, ${r.cost_usd:.2f}"
     )
 
 

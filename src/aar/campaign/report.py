@@ -14,7 +14,8 @@ from pathlib import Path
 
 from aar.campaign.budgets import USAGE_MAX_BYTES, usage
 from aar.campaign.connection import CampaignServer
-from aar.campaign.state import CampaignState
+from aar.campaign.report_data import REPORT_VERSION, AgentRow, ReportData
+from aar.campaign.state import AgentState, CampaignState
 from aar.campaign.timeline import all_submissions, build_timeline, write_timeline
 from aar.client import ApiError, Client
 from aar.fileio import write_text_atomic
@@ -44,57 +45,59 @@ def collect(state: CampaignState, admin: Client) -> dict:
         e = next((x for x in entries if x["agent"] == a.name), None)
         mine = [t for t in timeline if t["agent"] == a.name]
         agents.append(
-            {
-                "name": a.name,
-                "direction": a.direction["name"],
-                "agent_hours": round(a.seconds() / 3600, 4),
-                "submissions": len(mine),
-                "status": a.status,
-                "stop_reason": a.stop_reason,
-                "released_pgr": e["released_pgr"] if e else None,
-                "entry_submission_id": e["submission_id"] if e else None,
-                "method": e["method"] if e else None,
-                "artifact_sha256": e["artifact_sha256"] if e else None,
-                "public_pgr": e["public_pgr"] if e else None,
-                "private_pgr": e["private_pgr"] if e else None,
-                "tokens": used[a.name]["tokens"],
-                "cost_usd": used[a.name]["dollars"],
+            AgentRow(
+                name=a.name,
+                direction=a.direction["name"],
+                agent_hours=round(a.seconds() / 3600, 4),
+                submissions=len(mine),
+                status=a.status,
+                stop_reason=a.stop_reason,
+                released_pgr=e["released_pgr"] if e else None,
+                entry_submission_id=e["submission_id"] if e else None,
+                method=e["method"] if e else None,
+                artifact_sha256=e["artifact_sha256"] if e else None,
+                public_pgr=e["public_pgr"] if e else None,
+                private_pgr=e["private_pgr"] if e else None,
+                tokens=used[a.name]["tokens"],
+                cost_usd=used[a.name]["dollars"],
                 **_llm_cost(a, used[a.name]["dollars"]),
-            }
+            )
         )
-    data = {
-        "dir": state.dir,
-        "testbed": state.testbed,
-        "options": {k: v for k, v in state.options.items() if k not in ("admin_token",)},
-        "same_direction": state.options.get("same_direction"),
-        "n_agents": len(state.agents),
-        "weak_private_acc": board["testbed"]["weak_private"],
-        "ceiling_private_acc": board["testbed"]["ceiling_private"],
-        "n_private": board["testbed"]["n_private"],
-        "best_private_pgr": best["private_pgr"]["mean"] if best else None,
-        "best_private_pgr_ci": best["private_pgr"] if best else None,
-        "best_agent": best["agent"] if best else None,
-        "best_method": best["method"] if best else None,
-        "best_public_selected_private_pgr": by_public["private_pgr"]["mean"] if by_public else None,
-        "best_baseline": best_ref["name"] if best_ref else None,
-        "best_baseline_private_pgr": best_ref["private_pgr"]["mean"] if best_ref else None,
-        "best_baseline_private_pgr_ci": best_ref["private_pgr"] if best_ref else None,
-        "beats_best_baseline": bool(
+    report = ReportData(
+        dir=state.dir,
+        testbed=state.testbed,
+        options={k: v for k, v in state.options.items() if k not in ("admin_token",)},
+        same_direction=state.options.get("same_direction"),
+        n_agents=len(state.agents),
+        weak_private_acc=board["testbed"]["weak_private"],
+        ceiling_private_acc=board["testbed"]["ceiling_private"],
+        n_private=board["testbed"]["n_private"],
+        best_private_pgr=best["private_pgr"]["mean"] if best else None,
+        best_private_pgr_ci=best["private_pgr"] if best else None,
+        best_agent=best["agent"] if best else None,
+        best_method=best["method"] if best else None,
+        best_public_selected_private_pgr=by_public["private_pgr"]["mean"] if by_public else None,
+        best_baseline=best_ref["name"] if best_ref else None,
+        best_baseline_private_pgr=best_ref["private_pgr"]["mean"] if best_ref else None,
+        best_baseline_private_pgr_ci=best_ref["private_pgr"] if best_ref else None,
+        beats_best_baseline=bool(
             best and best_ref and best["private_pgr"]["mean"] > best_ref["private_pgr"]["mean"]
         ),
-        "baselines": {
+        baselines={
             k: {"public_pgr": v["public_pgr"], "private_pgr": v["private_pgr"]} for k, v in shipped.items()
         },
-        "agent_hours": round(state.agent_seconds() / 3600, 4),
-        "submissions": len(timeline),
-        "cost_usd": round(sum(u["dollars"] for u in used.values()), 4),
-        "tokens": sum(u["tokens"] for u in used.values()),
-        "usd_per_agent_hour": _per_hour(sum(u["dollars"] for u in used.values()), state.agent_seconds()),
-        "prices": _prices(state),
-        "agents": agents,
-        "ranking": "private PGR of the submission behind each agent's Ladder best (chosen on public)",
-        "ci": "95% bootstrap over private-half examples (agents) or over seeds (baselines)",
-    }
+        agent_hours=round(state.agent_seconds() / 3600, 4),
+        submissions=len(timeline),
+        cost_usd=round(sum(u["dollars"] for u in used.values()), 4),
+        tokens=sum(u["tokens"] for u in used.values()),
+        usd_per_agent_hour=_per_hour(sum(u["dollars"] for u in used.values()), state.agent_seconds()),
+        prices=_prices(state),
+        agents=agents,
+        ranking="private PGR of the submission behind each agent's Ladder best (chosen on public)",
+        ci="95% bootstrap over private-half examples (agents) or over seeds (baselines)",
+        version=REPORT_VERSION,
+    )
+    data = report.to_json()
     from aar.audit.report import augment
 
     return augment(data, Path(state.dir), admin)  # audited ranking and headline (aar.audit.report)
@@ -104,7 +107,7 @@ def _per_hour(dollars: float, seconds: float) -> float | None:
     return round(dollars / (seconds / 3600), 4) if seconds > 0 else None
 
 
-def _llm_cost(a, dollars: float) -> dict:
+def _llm_cost(a: AgentState, dollars: float) -> dict:
     """LLM backends: token detail (input, output, cache reads/writes), calls, model, USD per agent-hour."""
     try:
         raw = read_json_safely("usage.json", USAGE_MAX_BYTES, root=Path(a.log).parent)
@@ -137,16 +140,18 @@ def plot(data: dict, timeline: list[dict], path: Path) -> Path:
         rows = [t for t in timeline if t["agent"] == a["name"]]
         if not rows:
             continue
-        xs, ys, best = [0.0], [None], None
+        xs: list[float] = []
+        ys: list[float] = []
+        best = None
         for t in rows:
             best = t["private_pgr"] if best is None else max(best, t["private_pgr"])
             xs.append(t["agent_hours"])
             ys.append(best)
-        ax.step(xs[1:], ys[1:], where="post", lw=1.2, alpha=0.8, label=f"{a['direction']}")
+        ax.step(xs, ys, where="post", lw=1.2, alpha=0.8, label=f"{a['direction']}")
         ax.scatter([t["agent_hours"] for t in rows], [t["private_pgr"] for t in rows], s=8, alpha=0.35)
     if timeline:
         xs, ys, best = [], [], None
-        for t in timeline:
+        for t in timeline:  # the campaign's best so far
             best = t["private_pgr"] if best is None else max(best, t["private_pgr"])
             xs.append(t["agent_hours"])
             ys.append(best)
