@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import asdict, field
 from typing import Any
 
+from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
 
 from aar.agents.notes import NOTES_VERSION, validate_notes
@@ -50,7 +51,7 @@ from aar.fileio import write_json_atomic
 JSON_BLOCK = re.compile(r"```json\s*(\{.*?\})\s*```", re.S)
 
 
-@dataclass
+@dataclass(config=ConfigDict(extra="forbid"))  # a misspelt setting is an error, not ignored
 class ResearcherSettings:
     """Knobs of the loop (the defaults are what campaigns use)."""
 
