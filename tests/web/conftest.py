@@ -177,16 +177,24 @@ def site(tmp_path_factory) -> Iterator[Site]:
     s.srv.stop()
 
 
+def _missing(message: str) -> None:
+    """Skip locally, but fail in CI (CI=true), where .ci/run installs everything the tests need."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def chromium_or_skip() -> Path:
-    """Debian's chromium; missing -> skip locally, but fail in CI (CI=true), where .ci/run installs it."""
+    """Debian's chromium (and the Playwright package that drives it)."""
     found = CHROMIUM if CHROMIUM.is_file() else None
     if found is None and shutil.which("chromium"):
         found = Path(shutil.which("chromium"))
     if found is None:
-        message = f"chromium not found at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("the playwright package is missing (pip install -e '.[dev]')")
     return found
 
 
