@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-KILL_REASONS = ("wall", "cpu", "memory", "processes", "disk", "files", "killed")
-
 
 @dataclass(frozen=True)
 class Limits:

@@ -10,7 +10,7 @@ methods are stripped of labels (see :meth:`Dataset.inputs`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -122,6 +122,3 @@ class Dataset:
         return cls(d["name"], {s: [Example.from_json(e) for e in xs] for s, xs in d["splits"].items()})
 
 
-def ids_of(examples: Iterable[Example]) -> list[str]:
-    """The ids of ``examples`` in order."""
-    return [e.id for e in examples]

@@ -67,10 +67,6 @@ class Estimate:
         """JSON-ready form: mean, ci_low, ci_high, values."""
         return asdict(self)
 
-    def fmt(self, digits: int = 3) -> str:
-        """Human form, e.g. '0.412 [0.350, 0.470]'."""
-        return f"{self.mean:.{digits}f} [{self.ci_low:.{digits}f}, {self.ci_high:.{digits}f}]"
-
 
 def bootstrap_ci(
     values: Sequence[float], level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0
@@ -159,10 +155,6 @@ class PgrEstimate:
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return asdict(self)
-
-    def fmt(self, digits: int = 3) -> str:
-        """Human form, e.g. '0.412 [0.350, 0.470]'."""
-        return f"{self.mean:.{digits}f} [{self.ci_low:.{digits}f}, {self.ci_high:.{digits}f}]"
 
 
 def _boot_index(n: int, n_boot: int, seed: int) -> np.ndarray:

@@ -57,18 +57,6 @@ PARAMS = {
     "post_prior": 0.0,
     "prior_gate": 0.0,
 }
-# knobs of the student (prior_gate gates a student trained with them)
-TRAINING_KNOBS = (
-    "soft",
-    "keep",
-    "weight_power",
-    "aux_alpha",
-    "curriculum",
-    "rounds",
-    "self_keep",
-    "ensemble",
-    "post_prior",
-)
 MAX_TRAININGS = 4  # ensemble * (1 + rounds): keeps one run within a few vanilla runs of time
 
 

@@ -376,12 +376,6 @@ def load_backbone(spec: HFModelSpec) -> Backbone:
         return _BACKBONES[spec]
 
 
-def clear_backbones() -> None:
-    """Forget every cached backbone (frees their memory once no judge uses them)."""
-    with _BACKBONES_LOCK:
-        _BACKBONES.clear()
-
-
 def _ordered_chunks(examples: Sequence[Example], size: int) -> Iterator[list[int]]:
     """Indices of ``examples`` in chunks of similar length (less padding)."""
     order = sorted(
