@@ -21,7 +21,8 @@ from aar.agents.artifacts import _members as checked_members  # the vetted in-me
 from aar.server.artifacts import blob_path
 from aar.server.errors import ApiError
 
-MAX_SHOWN_BYTES = 400_000  # larger files are shown as a notice, not rendered
+MAX_SHOWN_BYTES = 200_000  # larger files are cut there before highlighting
+MAX_DIFF_CHARS = 400_000  # larger pairs of files are named, not diffed (difflib is superlinear)
 MAX_DIFF_LINES = 4_000
 
 
@@ -35,23 +36,34 @@ class CodeFile:
 
 
 class _Cache:
-    def __init__(self, size: int = 64) -> None:
-        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+    """Parsed artifacts, least recently used first out, bounded in entries and in bytes (agents choose
+    what they upload: a few large tarballs must not fill the server's memory)."""
+
+    def __init__(self, entries: int = 64, max_bytes: int = 128 * 2**20) -> None:
+        self.entries, self.max_bytes = entries, max_bytes
+        self._items: OrderedDict[str, tuple[int, list]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
 
     def get(self, key: str):
         """The cached value, or None."""
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key]
+                return self._items[key][1]
         return None
 
-    def put(self, key: str, value) -> None:
-        """Remember a value, dropping the least recently used beyond the size."""
+    def put(self, key: str, value: list, size: int) -> None:
+        """Remember a value of ``size`` bytes (not at all when larger than the whole cache)."""
+        if size > self.max_bytes:
+            return
         with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            old = self._items.pop(key, None)
+            self._bytes -= old[0] if old else 0
+            self._items[key] = (size, value)
+            self._bytes += size
+            while len(self._items) > self.entries or self._bytes > self.max_bytes:
+                self._bytes -= self._items.popitem(last=False)[1][0]
 
 
 _FILES = _Cache()
@@ -84,7 +96,7 @@ def artifact_files(data_dir: Path, sha256: str, name: str) -> list[CodeFile]:
     except UnsafeArchive:
         members = [(name, data)]
     files = sorted((CodeFile(p, len(c), _text(c)) for p, c in members), key=lambda f: f.path)
-    _FILES.put(sha256, files)
+    _FILES.put(sha256, files, sum(f.size for f in files))
     return files
 
 
@@ -142,6 +154,9 @@ def diff(old: list[CodeFile], new: list[CodeFile]) -> list[tuple[str, str]]:
                 rows.append(("meta", f"binary file {path} differs"))
             continue
         if ta == tb:
+            continue
+        if len(ta) + len(tb) > MAX_DIFF_CHARS:
+            rows.append(("meta", f"{path} differs (too large to diff here)"))
             continue
         lines = difflib.unified_diff(
             ta.splitlines(),
