@@ -21,15 +21,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from aar.server.boards import _example_pgr, _references  # the API board's own estimators
+from aar.server.errors import ApiError
 from aar.server.models import Agent, Audit, Ladder, Submission, Testbed
 from aar.server.routers.admin import testbed_admin_info
+from aar.server.vault import TestbedArrays, VaultCache
 
 _LOCK = threading.Lock()
 _ENTRIES: OrderedDict[tuple, tuple[dict, dict]] = OrderedDict()
 _REFS: dict[tuple, list[dict]] = {}
 
 
-def _entry_intervals(key: tuple, arrays, predictions: bytes) -> tuple[dict, dict]:
+def _entry_intervals(key: tuple, arrays: TestbedArrays, predictions: bytes) -> tuple[dict, dict]:
     """(public, private) PGR estimates of one submission, cached by (database, submission id)."""
     with _LOCK:
         hit = _ENTRIES.get(key)
@@ -44,7 +46,7 @@ def _entry_intervals(key: tuple, arrays, predictions: bytes) -> tuple[dict, dict
     return value
 
 
-def _baselines(key: tuple, arrays) -> list[dict]:
+def _baselines(key: tuple, arrays: TestbedArrays) -> list[dict]:
     """The shipped references' PGR over seeds, cached by (database, testbed, bundle hash)."""
     with _LOCK:
         hit = _REFS.get(key)
@@ -115,6 +117,13 @@ def method_rows(s: Session, testbed: str, limit: int = 30) -> tuple[list[dict], 
     return rows, n_groups
 
 
+def _testbed(s: Session, testbed: str) -> Testbed:
+    t = s.get(Testbed, testbed)
+    if t is None:
+        raise ApiError(404, "unknown_testbed", f"no testbed with id {testbed!r}")
+    return t
+
+
 def estimate(audit: Audit | None, key: str) -> dict | None:
     """An audit's figure ``key`` (``{"mean", "ci_low", "ci_high", ...}``), or None when absent."""
     value = ((audit.figures if audit else None) or {}).get(key)
@@ -125,9 +134,9 @@ def estimate(audit: Audit | None, key: str) -> dict | None:
     return None
 
 
-def admin_leaderboard(s: Session, vault, testbed: str, db_key: str) -> dict:
+def admin_leaderboard(s: Session, vault: VaultCache, testbed: str, db_key: str) -> dict:
     """The admin board of one testbed (see the module docstring for what is cached)."""
-    t = s.get(Testbed, testbed)
+    t = _testbed(s, testbed)
     arrays = vault.get(testbed)
     counts = dict(
         s.execute(
@@ -148,7 +157,7 @@ def admin_leaderboard(s: Session, vault, testbed: str, db_key: str) -> dict:
             select(Audit).where(Audit.submission_id.in_([sub.id for _, _, sub in entries])).order_by(Audit.id)
         )
     }
-    agents = []
+    agents: list[dict] = []
     for agent_id, name, sub in entries:
         public, private = _entry_intervals((db_key, sub.id), arrays, sub.predictions)
         flags = list(sub.flags or [])
@@ -196,9 +205,9 @@ def admin_leaderboard(s: Session, vault, testbed: str, db_key: str) -> dict:
     }
 
 
-def best_baseline(s: Session, vault, testbed: str, db_key: str) -> dict | None:
+def best_baseline(s: Session, vault: VaultCache, testbed: str, db_key: str) -> dict | None:
     """The best shipped baseline (chosen on its public PGR) with both halves' means, for the chart."""
-    t = s.get(Testbed, testbed)
+    t = _testbed(s, testbed)
     shipped = [
         r
         for r in _baselines((db_key, testbed, t.bundle_sha256), vault.get(testbed))

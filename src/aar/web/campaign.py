@@ -54,8 +54,9 @@ def agent_hours_at(state: CampaignState, times: np.ndarray) -> np.ndarray:
     total = np.zeros_like(t)
     for a in state.agents:
         for i, interval in enumerate(a.intervals):
-            start = float(interval[0])
-            end = float(interval[1]) if len(interval) > 1 and interval[1] is not None else np.inf
+            start = float(interval[0] or 0.0)
+            stop = interval[1] if len(interval) > 1 else None
+            end = float(stop) if stop is not None else np.inf
             if a.status == "running" and i == len(a.intervals) - 1:
                 end = np.inf  # still running: the saved end lags behind the newest submissions
             total += np.clip(np.minimum(t, end) - start, 0.0, None)
@@ -112,7 +113,7 @@ def sandbox_events(directory: Path, limit: int = 200) -> list[dict]:
     lines = raw.decode("utf-8", "replace").splitlines()
     if len(raw) == EVENTS_TAIL_BYTES:
         lines = lines[1:]  # the first line may be cut
-    out = []
+    out: list[dict] = []
     for line in reversed(lines):
         if len(out) >= limit:
             break

@@ -45,7 +45,7 @@ class _Cache:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: str):
+    def get(self, key: str) -> list | None:
         """The cached value, or None."""
         with self._lock:
             if key in self._items:

@@ -10,8 +10,12 @@ keeps its target only for ``http``, ``https``, ``mailto`` and relative URLs; any
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
+from markdown_it.utils import OptionsDict
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 ALLOWED_SCHEMES = {"http", "https", "mailto"}
@@ -36,7 +40,9 @@ def _renderer() -> MarkdownIt:
     md = _SafeMarkdown("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.disable(["image", "html_block", "html_inline"])
 
-    def link_open(self, tokens, idx, options, env):
+    def link_open(
+        self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: dict
+    ) -> str:
         """Every link: nofollow, no opener, no referrer."""
         tokens[idx].attrSet("rel", "nofollow noopener noreferrer")
         return self.renderToken(tokens, idx, options, env)

@@ -7,11 +7,14 @@ verdict or other agent's budget is read at all (the same split as the API's publ
 
 from __future__ import annotations
 
-from sqlalchemy import String, cast, func, or_, select
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, Row, String, cast, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from aar.server.boards import public_rows
 from aar.server.models import Agent, Artifact, Audit, Ladder, Post, PostTag, Submission, Testbed
+from aar.server.vault import VaultCache
 from aar.web.board import admin_leaderboard, estimate
 
 PAGE = 50
@@ -43,7 +46,7 @@ def pick_testbed(s: Session, requested: str | None, preferred: str | None = None
 
 
 # -- leaderboard -----------------------------------------------------------------------------------
-def leaderboard(s: Session, vault, testbed: str, admin: bool, db_key: str = "") -> dict:
+def leaderboard(s: Session, vault: VaultCache, testbed: str, admin: bool, db_key: str = "") -> dict:
     """Public rows for everyone; for the admin the private board (:mod:`aar.web.board`: intervals,
     flags, audit verdicts and reasons, shipped baselines, whether the best entry beats the best
     baseline)."""
@@ -62,7 +65,7 @@ def latest_audits(s: Session, submission_ids: list[int]) -> dict[int, Audit]:
 
 
 # -- chart -----------------------------------------------------------------------------------------
-def chart_rows(s: Session, testbed: str, metric: str, after: int = 0) -> list:
+def chart_rows(s: Session, testbed: str, metric: str, after: int = 0) -> Sequence[Row]:
     """``(id, created_at, agent, method, pgr)`` of every submission after id ``after``, oldest first."""
     col = _METRIC_COLS[metric]
     return s.execute(
@@ -251,7 +254,7 @@ def author_names(s: Session, ids: set[int | None]) -> dict[int | None, str]:
 # -- forum -----------------------------------------------------------------------------------------
 def forum_page(s: Session, q: str | None, tag: str | None, author: str | None, page: int = 1) -> dict:
     """Top-level posts, newest first, filtered by text (title or body), tag and author; the top tags."""
-    cond = [Post.parent_id.is_(None)]
+    cond: list[ColumnElement[bool]] = [Post.parent_id.is_(None)]
     if q:
         needle = q.lower()
         cond.append(

@@ -54,7 +54,7 @@ def _ci_block(e: dict | None) -> Markup:
     return Markup(f"{e['mean']:.3f}<br><small>[{e['ci_low']:.3f}, {e['ci_high']:.3f}]</small>")
 
 
-def _query(base: dict, **changes) -> str:
+def _query(base: dict, **changes: object) -> str:
     merged = {k: v for k, v in {**base, **changes}.items() if v not in (None, "")}
     return "?" + urlencode(merged) if merged else ""
 
@@ -69,7 +69,9 @@ ENV.filters.update(ts=_ts, num=_num, ci=_ci, ci_block=_ci_block, short=lambda s:
 ENV.globals.update(P=PREFIX, NAV=NAV, query=_query)
 
 
-def html(request: Request, template: str, who: Principal | None, status: int = 200, **data) -> Response:
+def html(
+    request: Request, template: str, who: Principal | None, status: int = 200, **data: object
+) -> Response:
     """A rendered page with the dashboard's security headers."""
     body = ENV.get_template(template).render(who=who, now=time.time(), path=request.url.path, **data)
     return secure(HTMLResponse(body, status_code=status))

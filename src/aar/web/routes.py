@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 from fastapi import APIRouter, FastAPI, Request
+from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from aar.server.auth import Principal, resolve
@@ -32,7 +33,7 @@ from aar.web.campaign import (
     campaign_summary,
     sandbox_events,
 )
-from aar.web.code import artifact_files, diff, highlight, tree
+from aar.web.code import CodeFile, artifact_files, diff, highlight, tree
 from aar.web.markdown import render_markdown
 from aar.web.render import error_page, html, login_redirect, page, static_file
 from aar.web.security import (
@@ -62,7 +63,7 @@ def _campaign(request: Request) -> CampaignSource | None:
     return getattr(request.app.state, "dashboard_campaign", None)
 
 
-def _common(request: Request, requested: str | None, s) -> dict:
+def _common(request: Request, requested: str | None, s: Session) -> dict:
     """What every page shows: the testbeds, the chosen one, the campaign's summary."""
     source = _campaign(request)
     state = source.state() if source else None
@@ -114,7 +115,7 @@ async def login(request: Request) -> Response:
         )
     fields = parse_qs((await read_body(request)).decode("utf-8", "replace"))
     token = (fields.get("token") or [""])[0].strip()
-    target = safe_next((fields.get("next") or [None])[0])
+    target = safe_next((fields.get("next") or [""])[0])
     try:
         if not token:
             raise ApiError(401, "unauthenticated", "enter a token")
@@ -352,7 +353,7 @@ def submission_page(request: Request, sid: str) -> Response:
     return page(request, "submission.html", build)
 
 
-def _experiment(files) -> dict | None:
+def _experiment(files: list[CodeFile]) -> dict | None:
     """The method's parameters from the artifact's ``experiment.json``, when it has one."""
     for f in files:
         if f.path == "experiment.json" and f.text:

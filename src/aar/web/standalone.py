@@ -18,10 +18,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NoReturn
 
 from fastapi import FastAPI
-from sqlalchemy import create_engine, event
+from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.orm import Session
+from starlette.types import Receive, Scope, Send
 
 from aar import __version__
 from aar.campaign.state import STATE_FILE, CampaignState
@@ -51,7 +53,7 @@ class ReadOnlyDatabase:
         self.write_engine = None
 
         @event.listens_for(self.engine, "connect")
-        def _connect(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+        def _connect(dbapi_conn: Any, _record: Any) -> None:  # pragma: no cover - trivial
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA query_only=ON")
@@ -59,7 +61,7 @@ class ReadOnlyDatabase:
             cur.close()
 
         @event.listens_for(self.engine, "begin")
-        def _begin(conn) -> None:  # pragma: no cover - trivial
+        def _begin(conn: Connection) -> None:  # pragma: no cover - trivial
             conn.exec_driver_sql("BEGIN")
 
     @contextmanager
@@ -68,7 +70,7 @@ class ReadOnlyDatabase:
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             yield s
 
-    def _refuse(self, *_a, **_k):
+    def _refuse(self, *_a: object, **_k: object) -> NoReturn:
         raise ApiError(405, "read_only", "this dashboard is read-only")
 
     write = write_conn = write_lock = _refuse
@@ -134,7 +136,7 @@ class PendingDashboard:
         self.dir = Path(campaign_dir).absolute()
         self.app: FastAPI | None = None
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the dashboard once the campaign exists, the waiting page before."""
         if self.app is None and (self.dir / STATE_FILE).is_file():
             with contextlib.suppress(OSError, ValueError):
