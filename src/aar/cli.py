@@ -378,9 +378,12 @@ def dashboard_cmd(
 
     try:
         web = PendingDashboard(dir) if wait else dashboard_app(dir)
-        port = free_port(host, port) if port == 0 else port
+        chosen = free_port(host, port)
     except (FileNotFoundError, ValueError, OSError) as e:
         _fail(str(e))
+    if port and chosen != port:
+        _fail(f"port {port} on {host} is in use; pass --port 0 for any free port")
+    port = chosen
     if not quiet:
         typer.echo(f"dashboard: http://{host}:{port}/dashboard/ (read-only; Ctrl-C to stop)")
         typer.echo(login_hint(dir))

@@ -146,3 +146,18 @@ def test_aar_dashboard_explains_a_directory_without_a_campaign(tmp_path):
 
     out = CliRunner().invoke(app, ["dashboard", str(tmp_path)])
     assert out.exit_code == 2 and "not a campaign directory" in out.output
+
+
+def test_aar_dashboard_refuses_a_busy_port(finished):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from aar.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = CliRunner().invoke(app, ["dashboard", str(finished.dir), "--port", str(port)])
+    assert out.exit_code == 2 and f"port {port} on 127.0.0.1 is in use" in out.output
