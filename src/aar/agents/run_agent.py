@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ConfigDict, TypeAdapter
+from pydantic.dataclasses import dataclass
 
 from aar.agents.experiments import EXPERIMENT_TIMEOUT_S
 from aar.fileio import write_json_atomic
@@ -22,33 +25,46 @@ if TYPE_CHECKING:
     from aar.client import Client
 
 
-@dataclass
+CONFIG_VERSION = 1  # the format of agent.json
+
+
+@dataclass(config=ConfigDict(extra="forbid"))
 class AgentConfig:
-    """What an agent process needs to start (no secrets: the token travels in the environment)."""
+    """What an agent process needs to start (no secrets: the token travels in the environment).
+
+    Written by the campaign as ``agent.json`` in the workspace and read by the agent's process (or the
+    LLM campaign's loop): a validated dataclass whose ``version`` is checked on load."""
 
     name: str
     testbed_id: str
     view: str
     workspace: str
-    direction: dict
+    direction: dict[str, Any]
     seed: int
     deadline: float  # epoch seconds
     max_submissions: int
     experiment_timeout_s: float = EXPERIMENT_TIMEOUT_S
     backend: str = "offline"
-    settings: dict = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
     researcher: str = "offline"  # offline (the built-in researcher) or a control: random, tuned
     index: int = 0  # this agent's place in the campaign (controls split their grid by it)
     n_agents: int = 1
+    version: int = CONFIG_VERSION
 
     def save(self, path: Path) -> None:
         """Write as JSON (atomically)."""
-        write_json_atomic(path, self.__dict__, indent=1)
+        write_json_atomic(path, asdict(self), indent=1)
 
     @classmethod
     def load(cls, path: Path) -> AgentConfig:
-        """Read a config written by :meth:`save`."""
-        return cls(**json.loads(Path(path).read_text()))
+        """Read a config written by :meth:`save`; ValueError for another version or a malformed file."""
+        raw = json.loads(Path(path).read_text())
+        version = raw.get("version", 1) if isinstance(raw, dict) else None
+        if version != CONFIG_VERSION:
+            raise ValueError(
+                f"{path} has config version {version!r}; this version of aar reads {CONFIG_VERSION}"
+            )
+        return TypeAdapter(cls).validate_python(raw)
 
 
 def _client() -> Client:
