@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aar
 from aar.sandbox.limits import Limits, rlimits_for
@@ -75,9 +76,9 @@ def _outermost(paths: Iterable[str]) -> list[str]:
     return out
 
 
-def _system_args() -> list:
+def _system_args() -> list[str]:
     """Read-only system directories (``/usr`` and the usr-merge symlinks or real dirs)."""
-    args: list = ["--ro-bind", "/usr", "/usr"]
+    args: list[str] = ["--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         host = f"/{name}"
         if os.path.islink(host):
@@ -108,7 +109,7 @@ def sandbox_path_env(spec: SandboxSpec) -> dict[str, str]:
 
 def build_plan(
     cmd: list[str], spec: SandboxSpec, *, bwrap: str, privileged: bool, nproc_base: int = 0
-) -> dict:
+) -> dict[str, Any]:
     """The plan ``_enter.py`` executes: bind sources, bwrap options, uid, rlimits.
 
     Bind sources are given by index (``[i]``) so that the launcher can substitute their staged
@@ -124,11 +125,11 @@ def build_plan(
     size = str(limits.disk_mb * 1024 * 1024)
     binds: list[str] = []
 
-    def bind(flag: str, src: str, dest: str | None = None) -> list:
+    def bind(flag: str, src: str, dest: str | None = None) -> list[Any]:
         binds.append(src)
         return [flag, [len(binds) - 1], dest or src]
 
-    args: list = [
+    args: list[Any] = [  # strings, and [index] / ["tmpfs", index] placeholders the launcher fills in
         "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
         "--cap-drop", "ALL", "--uid", str(spec.uid), "--gid", str(spec.gid), "--hostname", "sandbox",
         "--clearenv",
@@ -172,7 +173,9 @@ def build_plan(
     }
 
 
-def launch(plan: dict, *, stdin: StdStream, stdout: StdStream, stderr: StdStream) -> subprocess.Popen[bytes]:
+def launch(
+    plan: dict[str, Any], *, stdin: StdStream, stdout: StdStream, stderr: StdStream
+) -> subprocess.Popen[bytes]:
     """Start ``_enter.py`` with the plan (marshal) on an inherited memfd, in a new session, no env."""
     plan_fd = os.memfd_create("aar-sandbox-plan", os.MFD_CLOEXEC)  # pass_fds opens it for the child only
     try:

@@ -18,6 +18,7 @@ Two layers, so that one failing does not open the door:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Limits:
             return 2 * self.memory_mb + 1024
         return self.address_space_mb
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """Plain dict, for audit records and result files."""
         return asdict(self)
 

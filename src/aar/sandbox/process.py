@@ -20,7 +20,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
-from typing import IO
+from typing import IO, Any
 
 from aar.sandbox import bwrap as bw
 from aar.sandbox.limits import Limits, rlimits_for
@@ -29,11 +29,11 @@ from aar.sandbox.spec import SandboxResult, SandboxSpec, SandboxUnavailable, Std
 from aar.sandbox.workspace import disk_usage
 
 log = logging.getLogger("aar.sandbox")
-AuditFn = Callable[[dict], None]
+AuditFn = Callable[[dict[str, Any]], None]
 SIGXCPU_EXIT = 128 + 24
 
 
-def _emit(audit: AuditFn | None, record: dict) -> None:
+def _emit(audit: AuditFn | None, record: dict[str, Any]) -> None:
     record.setdefault("ts", time.time())
     if audit is None:
         log.info("audit %s", record)
@@ -67,7 +67,7 @@ class SandboxProcess:
     that outlives them (e.g. the main thread).
     """
 
-    def __init__(self, popen: subprocess.Popen, spec: SandboxSpec, argv: Sequence[str], run_id: str,
+    def __init__(self, popen: subprocess.Popen[bytes], spec: SandboxSpec, argv: Sequence[str], run_id: str,
                  label: str, audit: AuditFn | None, unsafe: bool) -> None:
         self.popen = popen
         self.spec = spec
@@ -271,7 +271,7 @@ def popen_sandboxed(
     return SandboxProcess(popen, spec, cmd, run_id, label, audit, unsafe)
 
 
-def _drain(stream: IO[bytes], keep: int, out: list) -> None:
+def _drain(stream: IO[bytes], keep: int, out: list[Any]) -> None:
     """Read ``stream`` to EOF, keeping the first ``keep`` bytes; out = [bytes, truncated]."""
     chunks, size, truncated = [], 0, False
     while True:
@@ -339,8 +339,8 @@ def _run_once(
     proc = popen_sandboxed(cmd, spec, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                            audit=audit, label=label, allow_unsafe=allow_unsafe)
     keep = spec.limits.output_kb * 1024
-    outs: list = []
-    errs: list = []
+    outs: list[Any] = []  # [bytes, truncated], filled by _drain
+    errs: list[Any] = []
     readers = [threading.Thread(target=_drain, args=(proc.stdout, keep, outs), daemon=True),
                threading.Thread(target=_drain, args=(proc.stderr, keep, errs), daemon=True)]
     for reader in readers:

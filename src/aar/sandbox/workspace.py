@@ -12,6 +12,7 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aar.sandbox.safe_read import FileTooLargeError, UnsafeFileError, read_bytes_safely
 
@@ -79,7 +80,7 @@ def read_workspace_file(
     relpath: str,
     *,
     max_bytes: int = 64 * 2**20,
-    audit: Callable[[dict], None] | None = None,
+    audit: Callable[[dict[str, Any]], None] | None = None,
 ) -> bytes:
     """Read a regular file inside ``workspace`` as the supervisor, refusing any escape.
 

@@ -22,6 +22,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def resolve_methods(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
-def accuracy_estimate(correct: np.ndarray) -> dict:
+def accuracy_estimate(correct: np.ndarray) -> dict[str, Any]:
     """Mean accuracy over seeds with the same interval as PGR (t over seeds + example bootstrap).
 
     PGR against a weak accuracy of 0 and a ceiling of 1 *is* the accuracy, so this is
@@ -90,7 +91,7 @@ def run_baseline(
     on_progress: Callable[[str], None] | None = None,
     compare_to: str | None = COMPARE_TO,
     sandbox: bool | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Run ``methods`` for each seed and return the JSON-ready result (config, timings, methods).
 
     ``compare_to`` (default vanilla) is run too when not among ``methods`` and every method gets a
@@ -126,12 +127,12 @@ def run_baseline(
     if compare_to and compare_to not in to_run:
         to_run.append(compare_to)
     correct: dict[str, np.ndarray] = {}
-    results: dict[str, dict] = {}
+    results: dict[str, dict[str, Any]] = {}
     for name in to_run:
         seconds: list[float] = []
         if name in REFERENCE_ONLY:
             m, source = weak_m, "harness reference (cached teacher outputs)"
-            params: dict = {}
+            params: dict[str, Any] = {}
         elif name.endswith(".py"):
             say(f"{name}: seeds {seeds} (child process)")
             iso = run_isolated(view.path, name, seeds, sandbox=sandbox)
@@ -195,7 +196,7 @@ def run_baseline(
     }
 
 
-def render_table(result: dict) -> str:
+def render_table(result: dict[str, Any]) -> str:
     """The result as a fixed-width text table: means with their 95% intervals, and the comparison."""
     ref = result["config"].get("compare_to")
     head: tuple[str, ...] = ("method", "weak acc", "ceiling acc", "transfer acc", "PGR")
@@ -223,5 +224,5 @@ def render_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _fmt(est: dict) -> str:
+def _fmt(est: dict[str, Any]) -> str:
     return f"{est['mean']:.3f} [{est['ci_low']:.3f}, {est['ci_high']:.3f}]"

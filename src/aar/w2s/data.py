@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from aar.fileio import write_json_atomic
 
@@ -31,7 +32,7 @@ class Example:
     options: tuple[str, ...]
     label: int | None = None
     group: str | None = None  # examples sharing a group ask about the same underlying problem
-    meta: dict = field(default_factory=dict, compare=False, hash=False)
+    meta: dict[str, Any] = field(default_factory=dict[str, Any], compare=False, hash=False)
 
     @property
     def pairwise(self) -> bool:
@@ -42,14 +43,14 @@ class Example:
         """A copy without the label (what a method may see)."""
         return replace(self, label=None, meta={})
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
         d = asdict(self)
         d["options"] = list(self.options)
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> Example:
+    def from_json(cls, d: dict[str, Any]) -> Example:
         """Inverse of :meth:`to_json`."""
         return cls(
             id=str(d["id"]),

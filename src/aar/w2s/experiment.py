@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ class MethodRun:
     """
 
     method: str
-    params: dict
+    params: dict[str, Any]
     seed: int
     probs: dict[str, float]
     seconds: float
@@ -63,7 +64,7 @@ def run_method(
     testbed: LabelledTestbed | PublicTestbed,
     method: Method,
     seed: int = 0,
-    params: dict | None = None,
+    params: dict[str, Any] | None = None,
     splits: tuple[str, ...] = ("test",),
     holdout: float = 0.0,
 ) -> MethodRun:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as _stats
@@ -63,7 +64,7 @@ class Estimate:
     ci_high: float
     values: list[float]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: mean, ci_low, ci_high, values."""
         return asdict(self)
 
@@ -152,7 +153,7 @@ class PgrEstimate:
     n_examples: int
     method: str = "t over seeds + example bootstrap (Welch-Satterthwaite)"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
 
@@ -214,7 +215,7 @@ class Comparison:
     n_examples: int
     method: str = "paired over examples (and seeds); t over seeds + example bootstrap"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
 

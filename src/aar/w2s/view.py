@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -45,7 +46,7 @@ class StrongModelLoader:
     """
 
     checkpoint: str | None = None
-    hf: dict | None = None
+    hf: dict[str, Any] | None = None
 
     def __call__(self) -> JudgeModel:
         """A fresh copy of the pretrained strong LM with its judgment head."""
@@ -77,7 +78,7 @@ class PublicTestbed:
     dataset: Dataset  # train_label empty, every label None
     strong_train: TrainConfig
     seeds: list[int]
-    strong_ref: dict | None = None  # Hugging Face model settings, where the view has no strong.pt
+    strong_ref: dict[str, Any] | None = None  # Hugging Face model settings, where the view has no strong.pt
     teacher_on_test: bool = False
 
     def strong_loader(self) -> StrongModelLoader:

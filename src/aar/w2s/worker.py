@@ -28,6 +28,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,11 @@ def main(request_path: str) -> int:
 class IsolatedRun:
     """What :func:`run_isolated` brings back: per-seed results (``probs``, ``params``, ``seconds``)."""
 
-    runs: list[dict]
+    runs: list[dict[str, Any]]
     isolation: str  # "bwrap" or "process" (no bubblewrap here: a child process, no file isolation)
     error: str | None = None
     log_tail: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict[str, Any])
 
     @property
     def ok(self) -> bool:
@@ -95,13 +96,13 @@ def run_isolated(
     view: Path,
     method: str,
     seeds: Sequence[int],
-    params: dict | None = None,
+    params: dict[str, Any] | None = None,
     splits: Sequence[str] = ("test",),
     *,
     sandbox: bool | None = None,
     timeout_s: float = 1800.0,
     memory_mb: int = 4096,
-    audit: Callable[[dict], None] | None = None,
+    audit: Callable[[dict[str, Any]], None] | None = None,
 ) -> IsolatedRun:
     """Run ``method`` (a shipped name or a ``.py`` file) over the public ``view`` in a child process.
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -91,11 +92,11 @@ class Method:
 
     name: str
     description: str
-    params: dict
+    params: dict[str, Any]
     run: Callable[..., np.ndarray]
     source: str  # module name or file path
 
-    def resolve_params(self, given: dict | None) -> dict:
+    def resolve_params(self, given: dict[str, Any] | None) -> dict[str, Any]:
         """Defaults overridden by ``given``; unknown names or wrong types are a :class:`MethodError`."""
         out = dict(self.params)
         for k, v in (given or {}).items():

@@ -1,5 +1,7 @@
 """Vanilla weak-to-strong: fine-tune the strong model on the teacher's hard labels."""
 
+from typing import Any
+
 import numpy as np
 
 from aar.w2s.methods.base import MethodContext
@@ -7,7 +9,7 @@ from aar.w2s.methods.common import predict, train_student
 
 NAME = "vanilla"
 DESCRIPTION = "Fine-tune the strong model on the weak teacher's hard (thresholded) labels."
-PARAMS: dict = {}
+PARAMS: dict[str, Any] = {}
 
 
 def run(ctx: MethodContext) -> np.ndarray:

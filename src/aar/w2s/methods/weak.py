@@ -1,6 +1,8 @@
 """The weak teacher's own predictions (the W2S floor): a harness reference, usable as a method only when
 the testbed's protocol exposes the teacher's outputs on the prediction inputs (``teacher_on_test``)."""
 
+from typing import Any
+
 import numpy as np
 
 from aar.w2s.methods.base import MethodContext, MethodError
@@ -10,7 +12,7 @@ DESCRIPTION = (
     "Return the weak teacher's probabilities unchanged (the floor PGR is measured from). The harness "
     "computes this reference itself; as a method it needs the testbed option teacher_on_test."
 )
-PARAMS: dict = {}
+PARAMS: dict[str, Any] = {}
 
 
 def run(ctx: MethodContext) -> np.ndarray:

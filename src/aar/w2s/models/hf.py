@@ -39,6 +39,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,14 +95,14 @@ class HFModelSpec:
         if self.max_length < 16:
             raise ValueError(f"max_length must be at least 16 tokens, got {self.max_length}")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         d = asdict(self)
         d["lora"]["target_modules"] = list(self.lora.target_modules)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> HFModelSpec:
+    def from_dict(cls, d: dict[str, Any]) -> HFModelSpec:
         """Inverse of :meth:`to_dict` (unknown keys are an error)."""
         d = dict(d)
         lora = dict(d.pop("lora", {}) or {})
@@ -140,7 +141,7 @@ class Backbone:
         self.spec = spec
         self.device = _resolve_device(spec)
         self.dtype = _resolve_dtype(spec, self.device)
-        kw: dict = {"local_files_only": _offline(spec)}
+        kw: dict[str, Any] = {"local_files_only": _offline(spec)}
         if spec.gguf_file:
             kw["gguf_file"] = spec.gguf_file
         try:
@@ -181,7 +182,7 @@ class Backbone:
         self.label_ids = {kind: self._label_ids(words) for kind, words in LABEL_WORDS.items()}
         self._counter = itertools.count()
         self._keeps_logits = _accepts(self.model.get_base_model().forward, "logits_to_keep")
-        self._centers: dict[tuple, float] = {}
+        self._centers: dict[tuple[str, ...], float] = {}
         self.lock = threading.RLock()
         self._vllm = None
 

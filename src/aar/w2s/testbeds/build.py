@@ -64,7 +64,7 @@ def _public_part(spec: TestbedSpec) -> tuple[World, dict[str, list[Example]], Co
     problems = world.problems(rng)
     if spec.pretrain_share >= 1.0:
         corpus_problems = problems
-        by_group: dict[str, list] = {}
+        by_group: dict[str, list[Problem]] = {}
         for p in problems:
             by_group.setdefault(p.key.split(".")[0], []).append(p)
         keys = sorted(by_group)

@@ -94,7 +94,7 @@ def _label(value: object, pairwise: bool, where: str) -> int:
     raise LayoutError(f"{where}: binary label must be true or false, got {value!r}")
 
 
-def row_to_example(row: dict, ex_id: str, where: str) -> Example:
+def row_to_example(row: dict[str, Any], ex_id: str, where: str) -> Example:
     """One JSONL row of the original layout as an :class:`Example` (label required)."""
     if not isinstance(row, dict):
         raise LayoutError(f"{where}: a row must be a JSON object")
@@ -187,16 +187,16 @@ class ImportedSpec:
     name: str
     world: str  # "pairwise" or "binary"
     source: str
-    weak: dict  # HFModelSpec.to_dict() of the weak teacher's base model
-    strong: dict  # ... and of the strong student's
+    weak: dict[str, Any]  # HFModelSpec.to_dict() of the weak teacher's base model
+    strong: dict[str, Any]  # ... and of the strong student's
     weak_train: TrainConfig = DEFAULT_TRAIN
     strong_train: TrainConfig = DEFAULT_TRAIN
     dev_size: int = 0
     description: str = ""
-    sizes: dict = field(default_factory=dict)
-    weak_outputs: dict | None = None  # imported original teacher outputs: config, seeds, weak_acc
+    sizes: dict[str, Any] = field(default_factory=dict[str, Any])
+    weak_outputs: dict[str, Any] | None = None  # imported original teacher outputs: config, seeds, weak_acc
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the manifest's ``spec``)."""
         return {
             "name": self.name,
@@ -213,7 +213,7 @@ class ImportedSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> ImportedSpec:
+    def from_dict(cls, d: dict[str, Any]) -> ImportedSpec:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["weak_train"] = TrainConfig(**d["weak_train"])
@@ -253,7 +253,7 @@ class ImportedTestbed:
 
         return HFJudge(HFModelSpec.from_dict(self.spec.weak))
 
-    def public_strong_model(self) -> dict:
+    def public_strong_model(self) -> dict[str, Any]:
         """What the public view records instead of copying weights: the strong model's settings."""
         return dict(self.spec.strong)
 
@@ -293,7 +293,7 @@ def imported_names(home: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "COMPLETE").exists() and not p.name.startswith("."))
 
 
-def _model_spec(model: str | dict, chat_template: bool | None, **settings: Any) -> dict:
+def _model_spec(model: str | dict[str, Any], chat_template: bool | None, **settings: Any) -> dict[str, Any]:
     from aar.w2s.models.hf import HFModelSpec
 
     if isinstance(model, dict):
@@ -303,7 +303,7 @@ def _model_spec(model: str | dict, chat_template: bool | None, **settings: Any) 
     return HFModelSpec(path, chat_template=chat_template, **settings).to_dict()
 
 
-def check_model(spec: dict, role: str) -> None:
+def check_model(spec: dict[str, Any], role: str) -> None:
     """A clear error at import for a model that could not be loaded later (nothing is loaded here)."""
     from aar.w2s.models.hf import HFModelSpec, _offline
 
@@ -344,7 +344,7 @@ def _seed_files(folder: Path) -> list[tuple[int, Path]]:
     return sorted(files)
 
 
-def read_weak_outputs(folder: Path, data: Dataset, source: Path) -> tuple[dict, dict]:
+def read_weak_outputs(folder: Path, data: Dataset, source: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The original's weak-teacher outputs in ``folder`` as (manifest entry, stored blob).
 
     ``folder`` is ``<dataset>_weak_artifacts/<config>`` (or its parent, if it holds one config).
@@ -408,15 +408,15 @@ def read_weak_outputs(folder: Path, data: Dataset, source: Path) -> tuple[dict, 
 def import_testbed(
     source: Path,
     name: str,
-    weak_model: str | dict,
-    strong_model: str | dict,
+    weak_model: str | dict[str, Any],
+    strong_model: str | dict[str, Any],
     home: Path,
     dev_size: int = 0,
     weak_train: TrainConfig = DEFAULT_TRAIN,
     strong_train: TrainConfig = DEFAULT_TRAIN,
     weak_chat_template: bool | None = None,
     strong_chat_template: bool | None = None,
-    model_settings: dict | None = None,
+    model_settings: dict[str, Any] | None = None,
     description: str = "",
     weak_outputs: Path | None = None,
 ) -> ImportedTestbed:

@@ -41,7 +41,7 @@ class TestbedSpecLike(Protocol):
     def strong_train(self) -> TrainConfig:
         """The protocol's fine-tuning config for the strong model."""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (recorded in results and manifests)."""
 
 
@@ -89,7 +89,7 @@ class LabelledTestbed(Protocol):
     def teacher(self, seed: int) -> TeacherOutputs:
         """The weak teacher's outputs for ``seed`` (trained and cached on first use)."""
 
-    def public_strong_model(self) -> dict | None:
+    def public_strong_model(self) -> dict[str, Any] | None:
         """The strong model's settings for the public view, or ``None`` to ship ``strong.pt``."""
 
     def imported_teacher(self, seed: int) -> dict[str, float]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -92,7 +93,7 @@ class Testbed:
         """The weak teacher's outputs for ``seed`` (trained and cached on first use)."""
         return teacher_outputs(self, seed)
 
-    def public_strong_model(self) -> dict | None:
+    def public_strong_model(self) -> dict[str, Any] | None:
         """``None``: the public view ships this testbed's small ``strong.pt`` itself."""
         return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from aar.w2s.models.tiny import GPTConfig
 from aar.w2s.train import TrainConfig
@@ -43,7 +44,7 @@ class TestbedSpec:
     corpus_repeats: int = 3
     block_size: int = 48
     seed: int = 0
-    world_kwargs: dict = field(default_factory=dict)
+    world_kwargs: dict[str, Any] = field(default_factory=dict[str, Any])
     weak_train: TrainConfig = TrainConfig(epochs=2, lr=1e-3)
     strong_train: TrainConfig = TrainConfig(epochs=1, lr=2e-4)
     description: str = ""
@@ -51,7 +52,7 @@ class TestbedSpec:
     # study gives teacher labels on train_unlabel only); not part of the build cache key
     teacher_on_test: bool = False
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (also the input of the cache key)."""
         d = asdict(self)
         # TrainConfig.to_dict leaves out optional fields at their defaults: keeps cache keys stable
