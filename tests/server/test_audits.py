@@ -62,11 +62,13 @@ def test_evaluate_every_split(harness):
 def test_evaluate_compares_with_other_runs_paired_by_seed(harness):
     bundle = harness.testbed(n=400, seed=22)
     tid = bundle.testbed_id
-    good, worse = _runs(bundle, 0.9, 2, seed=1), _runs(bundle, 0.7, 2, seed=2)
+    # Five seeds (t with 4 df): with two, the one-sided p of a 0.2 accuracy gap hovers near 0.05
+    # depending on the server's random halves key, which makes the assertion a coin toss.
+    good, worse = _runs(bundle, 0.9, 5, seed=1), _runs(bundle, 0.7, 5, seed=2)
     out = harness.admin.admin_evaluate(tid, good, compare_runs=worse)
     for split in out.splits.values():
         assert split.compare.reference == "compare_runs" and split.compare.paired_seeds is True
-        assert split.compare.diff > 0 and split.compare.p_greater < 0.05  # two seeds: t with 1 df
+        assert split.compare.diff > 0 and split.compare.p_greater < 0.01
     unpaired = harness.admin.admin_evaluate(tid, good, compare_runs=worse[:1])
     assert unpaired.splits["private"].compare.paired_seeds is False
     with pytest.raises(ApiError) as e:
