@@ -265,6 +265,5 @@ def test_spin_cpu_past_limit(host):
     assert_blocked(host, result, lines, events, expect_probes=False)
     assert result.killed_reason == "cpu"
     assert HOSTILE_LIMITS.cpu_seconds <= result.cpu_seconds < HOSTILE_LIMITS.cpu_seconds + 2
-    assert result.wall_seconds < HOSTILE_LIMITS.wall_seconds
     assert any(e["event"] == "sandbox.limit" and e["reason"] == "cpu" for e in events)
     assert _no_new_tasks(UID_A, before), "spinning processes (or zombies) survived the kill"
