@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class CompareError(ValueError):
     """A campaign has no audited headline with saved runs, or the campaigns are not comparable."""
 
 
-def _headline(directory: Path) -> tuple[dict, dict]:
+def _headline(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report.json's headline, its saved audited runs) of a campaign directory."""
     from aar.campaign.report_data import ReportError, read_report
 
@@ -51,7 +52,7 @@ def _correct(runs: list[dict[str, float]], ids: list[str], labels: np.ndarray) -
     return np.array(rows, dtype=float)
 
 
-def compare_campaigns(main: str | Path, controls: Sequence[str | Path]) -> dict:
+def compare_campaigns(main: str | Path, controls: Sequence[str | Path]) -> dict[str, Any]:
     """Paired comparisons, on the final split, of ``main``'s headline with each control's headline."""
     from aar.campaign.state import CampaignState
     from aar.w2s.public import build_vault_bundle
@@ -73,7 +74,7 @@ def compare_campaigns(main: str | Path, controls: Sequence[str | Path]) -> dict:
     weak = _correct(bundle.references["weak"], ids, labels)
     ceiling = _correct(bundle.references["ceiling"], ids, labels)
     a = _correct(head_runs["probs"], ids, labels)
-    controls_out: list[dict] = []
+    controls_out: list[dict[str, Any]] = []
     out = {
         "testbed": tb.name,
         "split": "final",
@@ -101,7 +102,9 @@ def compare_campaigns(main: str | Path, controls: Sequence[str | Path]) -> dict:
     return out
 
 
-def _side(head: dict, runs: dict, correct: np.ndarray, weak: np.ndarray, ceiling: np.ndarray) -> dict:
+def _side(
+    head: dict[str, Any], runs: dict[str, Any], correct: np.ndarray, weak: np.ndarray, ceiling: np.ndarray
+) -> dict[str, Any]:
     return {
         "agent": head.get("agent"),
         "method": head.get("method"),
@@ -111,7 +114,7 @@ def _side(head: dict, runs: dict, correct: np.ndarray, weak: np.ndarray, ceiling
     }
 
 
-def controls_lines(data: dict | None) -> list[str]:
+def controls_lines(data: dict[str, Any] | None) -> list[str]:
     """The report's "Controls" section (empty without a comparison)."""
     if not data:
         return []
@@ -137,5 +140,5 @@ def controls_lines(data: dict | None) -> list[str]:
     return lines
 
 
-def _ci(e: dict) -> str:
+def _ci(e: dict[str, Any]) -> str:
     return f"{e['mean']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]"

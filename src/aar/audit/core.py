@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from aar.audit import scan as scanner
 from aar.audit.config import AuditConfig
@@ -70,7 +71,7 @@ def _evaluate(
     runs: list[dict[str, float]],
     compare: str | None = None,
     others: list[dict[str, float]] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     out = as_dict(admin.admin_evaluate(testbed_id, runs, compare_to=compare, compare_runs=others))
     return {k: (as_dict(v) if v is not None else None) for k, v in out["splits"].items()}
 
@@ -80,15 +81,15 @@ def _probs(r: RunResult) -> dict[str, float]:
     return r.probs if r.probs is not None else {}
 
 
-def _split_fig(splits: dict | None, name: str) -> dict | None:
+def _split_fig(splits: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
     if not splits or not splits.get(name):
         return None
-    return splits[name]
+    return cast(dict[str, Any], splits[name])
 
 
 def _variant(
     admin: Client, testbed_id: str, p: Plan, prefix: str, compare: str | None = None, paired: bool = False
-) -> dict:
+) -> dict[str, Any]:
     """Figures of the runs whose kind starts with ``prefix``; with ``paired``, compared with the audited
     runs at the same hidden seeds (an ablation against the method itself, paired by seed)."""
     kinds = [k for k in p.runs if k.startswith(prefix)]
@@ -123,9 +124,9 @@ def _variant(
     }
 
 
-def _judge(admin: Client, testbed_id: str, p: Plan, cfg: AuditConfig, notes: list[str]) -> dict:
+def _judge(admin: Client, testbed_id: str, p: Plan, cfg: AuditConfig, notes: list[str]) -> dict[str, Any]:
     t = p.target
-    checks: dict = {
+    checks: dict[str, Any] = {
         "config_version": cfg.version(),
         "why": t.why,
         "flags": t.flags,
@@ -154,7 +155,7 @@ def _judge(admin: Client, testbed_id: str, p: Plan, cfg: AuditConfig, notes: lis
         checks["teacher_ablation"] = _variant(admin, testbed_id, p, "teacher", paired=True)
     verdict, reasons = decide(checks, cfg)
     seeds = checks.get("seeds") or {}
-    mean = lambda d: None if not d else d.get("mean")  # noqa: E731
+    mean: Callable[[dict[str, Any] | None], Any] = lambda d: None if not d else d.get("mean")  # noqa: E731
     audited = mean(seeds.get("private"))
     teacher = mean((checks.get("teacher_ablation") or {}).get("private"))
     figures = {
@@ -187,8 +188,8 @@ def audit_testbed(
     force: bool = False,
     progress: bool = True,
     say: Callable[[str], None] = print,
-    audit_log: Callable[[dict], None] | None = None,
-) -> list[dict]:
+    audit_log: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Audit the selected submissions of ``testbed_id``; returns every audit (new and resumed)."""
     from aar.w2s.testbeds.registry import load_testbed
 
@@ -257,7 +258,9 @@ def _save_runs(folder: Path, p: Plan) -> None:
     write_json_atomic(path, blob)
 
 
-def rejudge(admin: Client, out_dir: Path, cfg: AuditConfig, say: Callable[[str], None] = print) -> list[dict]:
+def rejudge(
+    admin: Client, out_dir: Path, cfg: AuditConfig, say: Callable[[str], None] = print
+) -> list[dict[str, Any]]:
     """Apply the current verdict rules to the stored checks of every audit in ``out_dir`` (no re-runs),
     store the new verdicts and update the per-audit files: for a change of a rule or threshold that
     needs no new run. The audits take this configuration's version."""
@@ -292,7 +295,7 @@ def audit_campaign(
     admin: Client | None = None,
     write_report: bool = True,
     rejudge_only: bool = False,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """``aar audit DIR``: audit a campaign's submissions (starting its local server if needed), store
     the audits, optionally re-run the top audited methods on other testbeds, and rewrite the report."""
     from aar.campaign.connection import CampaignServer

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def _experiment_from_dir(code_dir: Path, seed: int) -> Experiment:
     return Experiment(method, meta.get("params") or {}, seed, files, meta)
 
 
-def _pick(audits: list[dict], top: int) -> list[dict]:
+def _pick(audits: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
     ok = [a for a in audits if a.get("verdict") != DISQUALIFIED
           and ((a.get("figures") or {}).get("audited_private_pgr") or {}).get("mean") is not None]
     ok.sort(key=lambda a: -a["figures"]["audited_private_pgr"]["mean"])
@@ -47,14 +48,14 @@ def _pick(audits: list[dict], top: int) -> list[dict]:
 
 
 def generalise(
-    audits: list[dict],
+    audits: list[dict[str, Any]],
     testbeds: list[str],
     out_dir: Path,
     cfg: AuditConfig,
     top: int = 3,
     progress: bool = True,
     say: Callable[[str], None] = print,
-) -> dict:
+) -> dict[str, Any]:
     """Re-run the ``top`` audited, non-disqualified methods on ``testbeds``; write and return the table."""
     from aar.w2s.cache import make_readable
     from aar.w2s.experiment import ceiling_probs, teacher_outputs
@@ -75,7 +76,7 @@ def generalise(
         plans.append(Plan(t, exp, None, [], code_dir))
     plans.append(Plan(Target(0, "shipped", "vanilla", "", None, None, None, None),
                        Experiment("vanilla", {}, seeds[0]), None, [], out_dir))
-    labels: dict[str, dict] = {}
+    labels: dict[str, dict[str, Any]] = {}
     for name in testbeds:
         tb = load_testbed(name)
         say(f"generalisation: {name} view (hidden seeds {seeds})")
@@ -97,7 +98,7 @@ def generalise(
     run_all(jobs, out_dir / "work", cfg, progress, None)
     rows = []
     for p in plans:
-        results: dict[str, dict] = {}
+        results: dict[str, dict[str, Any]] = {}
         row = {"submission_id": p.target.submission_id or None, "agent": p.target.agent,
                "method": p.target.method, "results": results}
         for name in testbeds:

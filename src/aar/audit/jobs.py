@@ -8,6 +8,7 @@ import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aar.audit.config import AuditConfig
 from aar.audit.runner import Experiment, RunResult, run_experiment
@@ -23,7 +24,7 @@ class Plan:
     target: Target
     exp: Experiment | None
     error: str | None
-    findings: list[dict]
+    findings: list[dict[str, Any]]
     code_dir: Path
     runs: dict[str, tuple[Path, int, list[str]]] = field(default_factory=dict)  # kind -> (view, seed, ids)
     results: dict[str, RunResult] = field(default_factory=dict)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from aar.audit.store import read_local, stored_audits
 from aar.client import Client
@@ -20,7 +21,7 @@ from aar.client import Client
 DISQUALIFIED = "disqualified"
 
 
-def ci_text(e: dict | None) -> str:
+def ci_text(e: dict[str, Any] | None) -> str:
     """``mean [low, high]`` of an estimate dict, marked when above the ceiling (PGR > 1)."""
     if not e or e.get("mean") is None:
         return "-"
@@ -28,11 +29,11 @@ def ci_text(e: dict | None) -> str:
     return f"{e['mean']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]{mark}"
 
 
-def _mean(e: dict | None) -> float | None:
+def _mean(e: dict[str, Any] | None) -> float | None:
     return None if not e else e.get("mean")
 
 
-def load(directory: Path, admin: Client | None, testbed_id: str) -> dict[int, dict]:
+def load(directory: Path, admin: Client | None, testbed_id: str) -> dict[int, dict[str, Any]]:
     """Audits of a campaign: the server's records (truth) merged with the local per-audit files."""
     local = read_local(Path(directory) / "audit" / "audits")
     server = stored_audits(admin, testbed_id) if admin is not None else {}
@@ -49,7 +50,7 @@ def load(directory: Path, admin: Client | None, testbed_id: str) -> dict[int, di
 NO_HEADLINE = ("near-constant", "above the ceiling")  # reasons that keep a flagged entry out of the headline
 
 
-def entry_of(audit: dict) -> dict:
+def entry_of(audit: dict[str, Any]) -> dict[str, Any]:
     """The report's view of one audit."""
     f = audit.get("figures") or {}
     checks = audit.get("checks") or {}
@@ -77,7 +78,7 @@ def entry_of(audit: dict) -> dict:
     }
 
 
-def augment(data: dict, directory: Path, admin: Client | None) -> dict:
+def augment(data: dict[str, Any], directory: Path, admin: Client | None) -> dict[str, Any]:
     """Add the audit to the report's data: ``entries`` (every audited submission), each agent's
     ``audit``, the audited ranking and the headline. Without audits the data is left as it was."""
     audits = load(directory, admin, data["testbed"])
@@ -137,11 +138,11 @@ def augment(data: dict, directory: Path, admin: Client | None) -> dict:
     return data
 
 
-def rank(agents: list[dict]) -> list[dict]:
+def rank(agents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Agents ranked by audited private PGR when audited and not disqualified; the rest after, by the
     scoring-time private PGR (unaudited) or last (disqualified)."""
 
-    def key(a: dict) -> tuple:
+    def key(a: dict[str, Any]) -> tuple[Any, ...]:
         au = a.get("audit")
         audited = _mean(au["audited_private_pgr"]) if au else None
         if au and au["verdict"] != DISQUALIFIED and audited is not None:
@@ -153,7 +154,7 @@ def rank(agents: list[dict]) -> list[dict]:
     return sorted(agents, key=key)
 
 
-def headline_lines(data: dict) -> list[str]:
+def headline_lines(data: dict[str, Any]) -> list[str]:
     """The headline paragraph (empty without audits)."""
     h = data.get("headline")
     if data.get("audit") is None:
@@ -186,7 +187,7 @@ def headline_lines(data: dict) -> list[str]:
     ]
 
 
-def section(data: dict) -> list[str]:
+def section(data: dict[str, Any]) -> list[str]:
     """The Audit section of ``report.md``."""
     if data.get("audit") is None:
         return ["## Audit", "", "No audit yet: run `aar audit DIR`.", ""]
@@ -234,7 +235,7 @@ def section(data: dict) -> list[str]:
     return lines + generalisation_lines(data.get("generalisation"))
 
 
-def generalisation_lines(table: dict | None) -> list[str]:
+def generalisation_lines(table: dict[str, Any] | None) -> list[str]:
     """The method x testbed table of PGR with CIs (``aar audit DIR --generalise ...``)."""
     if not table:
         return []

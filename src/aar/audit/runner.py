@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aar.audit.config import AuditConfig
 from aar.sandbox.process import AuditFn
@@ -43,10 +44,10 @@ class Experiment:
     """What an artifact says it ran."""
 
     method: str  # a shipped method name, or a file name inside the artifact
-    params: dict
+    params: dict[str, Any]
     seed: int
     files: dict[str, bytes] = field(default_factory=dict)
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_file(self) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 # module prefix -> why importing it is notable
 MODULES: dict[str, str] = {
@@ -121,7 +122,7 @@ class Finding:
     what: str
     why: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return asdict(self)
 

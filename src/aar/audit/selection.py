@@ -9,6 +9,7 @@ Three sources, merged (a submission picked for several reasons is audited once):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aar.campaign.timeline import all_submissions
 from aar.client import Client
@@ -29,12 +30,12 @@ class Target:
     flags: list[str] = field(default_factory=list)
     why: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return dict(self.__dict__)
 
 
-def _target(s: dict, why: str) -> Target:
+def _target(s: dict[str, Any], why: str) -> Target:
     return Target(
         submission_id=int(s["id"]),
         agent=s["agent"],
@@ -49,12 +50,12 @@ def _target(s: dict, why: str) -> Target:
     )
 
 
-def choose(submissions: list[dict], entry_ids: list[int], top: int) -> list[Target]:
+def choose(submissions: list[dict[str, Any]], entry_ids: list[int], top: int) -> list[Target]:
     """Entries, the top ``top`` by private PGR and flagged submissions, in that order, without repeats."""
     by_id = {int(s["id"]): s for s in submissions}
     out: dict[int, Target] = {}
 
-    def add(s: dict, why: str) -> None:
+    def add(s: dict[str, Any], why: str) -> None:
         sid = int(s["id"])
         if sid in out:
             if why not in out[sid].why:

@@ -20,12 +20,14 @@ Flagging (shown next to the figures, for a person to read):
 
 from __future__ import annotations
 
+from typing import Any
+
 from aar.audit.config import AuditConfig
 
 OK, FLAGGED, DISQUALIFIED = "ok", "flagged", "disqualified"
 
 
-def survives(ablated: dict | None, audited_mean: float | None, cfg: AuditConfig) -> bool:
+def survives(ablated: dict[str, Any] | None, audited_mean: float | None, cfg: AuditConfig) -> bool:
     """Whether an ablated run's private PGR (a PgrEstimate dict) keeps the audited figure.
 
     Survives when its mean is at least ``survive_ratio`` x the audited mean and its CI's low end
@@ -33,10 +35,11 @@ def survives(ablated: dict | None, audited_mean: float | None, cfg: AuditConfig)
     """
     if not ablated or audited_mean is None:
         return False
-    return ablated["ci_low"] > cfg.survive_ci_low and ablated["mean"] >= cfg.survive_ratio * audited_mean
+    ok: bool = ablated["ci_low"] > cfg.survive_ci_low and ablated["mean"] >= cfg.survive_ratio * audited_mean
+    return ok
 
 
-def supervision_gain_p(teacher: dict) -> float | None:
+def supervision_gain_p(teacher: dict[str, Any]) -> float | None:
     """One-sided p-value that the method beats its own teacher ablation on the private half (paired by
     seed and example), or None when that comparison is missing. The teacher ablation's comparison is
     "ablated minus audited", so the p-value of the gain is its lower tail."""
@@ -48,7 +51,7 @@ def supervision_gain_p(teacher: dict) -> float | None:
     return 1.0 - float(cmp_["p_greater"])
 
 
-def decide(checks: dict, cfg: AuditConfig) -> tuple[str, list[str]]:
+def decide(checks: dict[str, Any], cfg: AuditConfig) -> tuple[str, list[str]]:
     """The verdict and its reasons from the checks of one submission.
 
     ``checks`` keys (each may be missing when its run failed): ``reproduction`` {ok, agreement,

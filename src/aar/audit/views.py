@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -57,9 +58,9 @@ def _derive(src: Path, dest: Path, modify: Callable[[Path], object]) -> Path:
     return dest
 
 
-def _inputs(view: Path) -> dict:
+def _inputs(view: Path) -> dict[str, Any]:
     raw = json.loads((view / "inputs.json").read_text())
-    return raw.get("splits", raw)
+    return cast(dict[str, Any], raw.get("splits", raw))
 
 
 def add_final_inputs(view: Path, testbed: LabelledTestbed) -> list[str]:

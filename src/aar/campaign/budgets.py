@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from aar.sandbox.safe_read import read_json_safely
 
@@ -27,7 +28,7 @@ class Budgets:
     total_seconds: float | None = None  # the campaign's own wall clock, over all sessions
     grace_seconds: float = 15.0  # past its wall budget an agent is killed, whatever it is doing
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
 
@@ -35,7 +36,7 @@ class Budgets:
 USAGE_MAX_BYTES = 1 << 20
 
 
-def usage(workspace: str | Path) -> dict:
+def usage(workspace: str | Path) -> dict[str, Any]:
     """Tokens and dollars an agent's backend reported (``usage.json``); zeros when absent or unreadable.
 
     LLM backends account in the supervising process and write ``usage.json`` beside the workspace
@@ -59,7 +60,7 @@ def usage(workspace: str | Path) -> dict:
     return {"tokens": 0, "dollars": 0.0}
 
 
-def agent_over(b: Budgets, seconds: float, submissions: int, used: dict) -> str | None:
+def agent_over(b: Budgets, seconds: float, submissions: int, used: dict[str, Any]) -> str | None:
     """Why an agent must stop now, or None. Submissions only stop it once the server has refused more."""
     if seconds >= b.agent_seconds + b.grace_seconds:
         return "wall-clock budget"

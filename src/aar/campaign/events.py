@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 AUDIT_FILE = "sandbox_events.jsonl"
 
@@ -27,7 +28,7 @@ class AuditLog:
         self.path = Path(path)
         self._lock = threading.Lock()
 
-    def __call__(self, record: dict) -> None:
+    def __call__(self, record: dict[str, Any]) -> None:
         line = json.dumps({"ts": time.time(), **record}, default=str, sort_keys=True) + "\n"
         with self._lock:
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -37,7 +38,7 @@ class AuditLog:
             finally:
                 os.close(fd)
 
-    def events(self) -> list[dict]:
+    def events(self) -> list[dict[str, Any]]:
         """Every event written so far (for reports and tests)."""
         try:
             text = self.path.read_text()

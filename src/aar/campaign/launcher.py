@@ -72,7 +72,7 @@ NO_SANDBOX = "none (--unsafe-no-sandbox)"
 
 
 class _PlainHandle:
-    def __init__(self, popen: subprocess.Popen, audit: AuditFn | None = None, label: str = "") -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], audit: AuditFn | None = None, label: str = "") -> None:
         self.popen, self.pid = popen, popen.pid
         self.stdin, self.stdout = popen.stdin, popen.stdout  # pipes when launched with pipes=True
         self._audit, self._label, self._run_id, self._killed = audit, label, uuid.uuid4().hex[:12], False

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from aar.agents.experiments import EXPERIMENT_TIMEOUT_S
 from aar.agents.mcp_server import AgentBusy, hold_agent_lock
@@ -72,7 +72,7 @@ class CampaignOptions:
     backend: str = "offline"
     model: str | None = None  # LLM backends (anthropic, openai): the model name
     base_url: str | None = None  # LLM backends: API base URL (OpenAI-compatible: vLLM, llama.cpp, ...)
-    llm: dict = field(default_factory=dict)  # LLM loop settings (aar.agents.llm.campaign)
+    llm: dict[str, Any] = field(default_factory=dict)  # LLM loop settings (aar.agents.llm.campaign)
     unsafe_no_sandbox: bool = False
     experiment_timeout_s: float = EXPERIMENT_TIMEOUT_S
     teacher_seeds: int = 5  # teacher seeds in the public view and reference seeds of the bundle
@@ -80,7 +80,7 @@ class CampaignOptions:
     agent_command: list[str] | None = None  # replaces the agent process (tests, custom backends)
     # per agent index ("3"): replaces that agent's process only (e.g. planted agents among researchers)
     agent_commands: dict[str, list[str]] = field(default_factory=dict)
-    researcher: dict = field(default_factory=dict)  # ResearcherSettings overrides
+    researcher: dict[str, Any] = field(default_factory=dict)  # ResearcherSettings overrides
     researcher_kind: str = "offline"  # offline, or a control researcher: random, tuned (aar.agents.controls)
     grace_seconds: float = 15.0  # past its wall budget an agent is killed whatever it is doing
 
@@ -210,7 +210,7 @@ class Campaign:
         self.handles: dict[str, AgentHandle] = {}
         self.locks: dict[str, IO[str]] = {}  # agent name -> the held lock file of its supervisor-side folder
         self.progress = progress or Progress(f"campaign {Path(state.dir).name}")
-        self.submissions: list[dict] = []
+        self.submissions: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
 
     # -- server ------------------------------------------------------------------------------------
@@ -382,7 +382,7 @@ class Campaign:
             return
         write_timeline(st, build_timeline(st, self.submissions))
         now = time.time()
-        best: dict[str, dict] = {}
+        best: dict[str, dict[str, Any]] = {}
         for s in self.submissions:
             if s["improved"] or s["agent"] not in best:
                 best[s["agent"]] = s

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.live import Live
@@ -44,7 +44,7 @@ class Progress:
         if self._live is not None:
             self._live.__exit__(None, None, None)
 
-    def table(self, snap: dict) -> Table:
+    def table(self, snap: dict[str, Any]) -> Table:
         """A rich table of the snapshot."""
         from rich.table import Table
 
@@ -68,7 +68,7 @@ class Progress:
             )
         return t
 
-    def update(self, snap: dict) -> None:
+    def update(self, snap: dict[str, Any]) -> None:
         """Show a snapshot (throttled when not on a terminal)."""
         if self._live is not None:
             self._live.update(self.table(snap))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
+from typing import Any
 
 from aar.campaign.budgets import USAGE_MAX_BYTES, usage
 from aar.campaign.connection import CampaignServer
@@ -22,11 +23,11 @@ from aar.fileio import write_text_atomic
 from aar.sandbox.safe_read import read_json_safely, read_text_safely
 
 
-def _ci(e: dict) -> str:
+def _ci(e: dict[str, Any]) -> str:
     return f"{e['mean']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]"
 
 
-def collect(state: CampaignState, admin: Client) -> dict:
+def collect(state: CampaignState, admin: Client) -> dict[str, Any]:
     """The report's data (also written as ``report.json``)."""
     names = {a.name for a in state.agents}
     board = admin.admin_leaderboard(state.testbed)[0].model_dump()
@@ -107,7 +108,7 @@ def _per_hour(dollars: float, seconds: float) -> float | None:
     return round(dollars / (seconds / 3600), 4) if seconds > 0 else None
 
 
-def _llm_cost(a: AgentState, dollars: float) -> dict:
+def _llm_cost(a: AgentState, dollars: float) -> dict[str, Any]:
     """LLM backends: token detail (input, output, cache reads/writes), calls, model, USD per agent-hour."""
     try:
         raw = read_json_safely("usage.json", USAGE_MAX_BYTES, root=Path(a.log).parent)
@@ -119,7 +120,7 @@ def _llm_cost(a: AgentState, dollars: float) -> dict:
             "model_calls": raw.get("calls"), "model": raw.get("model")}
 
 
-def _prices(state: CampaignState) -> dict | None:
+def _prices(state: CampaignState) -> dict[str, Any] | None:
     """The price table version an LLM campaign used (``prices.json`` in the campaign directory)."""
     try:
         raw = json.loads((Path(state.dir) / "prices.json").read_text())
@@ -128,7 +129,7 @@ def _prices(state: CampaignState) -> dict | None:
         return None
 
 
-def plot(data: dict, timeline: list[dict], path: Path) -> Path:
+def plot(data: dict[str, Any], timeline: list[dict[str, Any]], path: Path) -> Path:
     """PGR (private) against cumulative agent-hours: one line per agent (best so far) plus the campaign's."""
     import matplotlib
 
@@ -194,7 +195,7 @@ def _code_of(admin: Client, sha: str, dest: Path) -> str:
     return text
 
 
-def render(data: dict, admin: Client, state: CampaignState, top: int = 3) -> str:
+def render(data: dict[str, Any], admin: Client, state: CampaignState, top: int = 3) -> str:
     """``report.md``."""
     from aar.audit import report as audit_report
     d = Path(state.dir)

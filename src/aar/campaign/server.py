@@ -30,7 +30,7 @@ class LocalServer:
         self.data_dir = self.dir / "server"
         self.socket = self.dir / "server.sock"
         self.token = admin_token
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         if len(str(self.socket)) > 100:
             raise ServerError(f"campaign directory path too long for a Unix socket: {self.socket}")
 

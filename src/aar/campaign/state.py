@@ -62,7 +62,7 @@ class AgentState:
         return total
 
 
-def _pair(i: list) -> tuple[float, float | None]:
+def _pair(i: list[Any]) -> tuple[float, float | None]:
     return float(i[0]), (float(i[1]) if len(i) > 1 and i[1] is not None else None)
 
 

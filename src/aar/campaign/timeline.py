@@ -4,15 +4,16 @@ submission with its agent, public and private PGR, and cumulative agent-hours at
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aar.campaign.state import CampaignState
 from aar.client import Client
 from aar.fileio import write_json_atomic
 
 
-def all_submissions(admin: Client, testbed_id: str, agents: set[str] | None = None) -> list[dict]:
+def all_submissions(admin: Client, testbed_id: str, agents: set[str] | None = None) -> list[dict[str, Any]]:
     """Every submission on ``testbed_id`` (oldest first), optionally only by ``agents``."""
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     offset = 0
     while True:
         page = admin.admin_submissions(testbed_id=testbed_id, limit=100, offset=offset)
@@ -25,7 +26,7 @@ def all_submissions(admin: Client, testbed_id: str, agents: set[str] | None = No
     return sorted(out, key=lambda s: (s["created_at"], s["id"]))
 
 
-def build_timeline(state: CampaignState, submissions: list[dict]) -> list[dict]:
+def build_timeline(state: CampaignState, submissions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Timeline rows: submission, agent, method, figures, cumulative and own agent-hours."""
     by_name = {a.name: a for a in state.agents}
     rows = []
@@ -49,7 +50,7 @@ def build_timeline(state: CampaignState, submissions: list[dict]) -> list[dict]:
     return rows
 
 
-def write_timeline(state: CampaignState, rows: list[dict]) -> Path:
+def write_timeline(state: CampaignState, rows: list[dict[str, Any]]) -> Path:
     """Write ``DIR/timeline.json`` atomically."""
     path = Path(state.dir) / "timeline.json"
     return write_json_atomic(path, rows, indent=1)
