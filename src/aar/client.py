@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from aar.server.errors import ApiError
+from aar.server.errors import ApiError as ApiError  # re-exported: callers catch aar.client.ApiError
 from aar.server.schemas import (
     AdminTestbedBoard,
     AgentCreated,
@@ -42,6 +42,7 @@ from aar.server.schemas import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 120.0  # scoring a submission (bootstrap CIs) can take a while on a loaded server
 DEFAULT_URL = "http://127.0.0.1:8765"  # ``aar serve``'s default address
@@ -119,11 +120,11 @@ class Client:
         _raise_for(resp)
         return resp
 
-    def _get(self, model: Any, path: str, **params: Any) -> Any:
+    def _get(self, model: type[T], path: str, **params: Any) -> T:
         params = {k: v for k, v in params.items() if v is not None}
         return TypeAdapter(model).validate_json(self.request("GET", path, params=params).content)
 
-    def _post(self, model: Any, path: str, body: Any = None, **kw: Any) -> Any:
+    def _post(self, model: type[T], path: str, body: Any = None, **kw: Any) -> T:
         if body is not None:
             kw["content"] = json.dumps(body, allow_nan=True).encode()
             kw.setdefault("headers", {})["content-type"] = "application/json"
@@ -134,11 +135,11 @@ class Client:
         """Who this token is, with the submission budget for agents."""
         return self._get(Me, "/v1/me")
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         """Liveness check with a database round trip."""
         return self._get(dict, "/v1/health")
 
-    def openapi(self) -> dict:
+    def openapi(self) -> dict[str, Any]:
         """The server's OpenAPI document."""
         return self._get(dict, "/openapi.json")
 
@@ -343,7 +344,11 @@ class Client:
         """Score 1-20 runs (each {id: p} over every test id and every final id) on the public and
         private halves and the final split, with PGR intervals and an optional paired comparison
         against a reference, ``"best_baseline"``, or other runs (admin; nothing is stored)."""
-        body: dict = {"testbed_id": testbed_id, "runs": [dict(r) for r in runs], "compare_to": compare_to}
+        body: dict[str, Any] = {
+            "testbed_id": testbed_id,
+            "runs": [dict(r) for r in runs],
+            "compare_to": compare_to,
+        }
         if compare_runs:
             body["compare_runs"] = [dict(r) for r in compare_runs]
         return self._post(EvaluateOut, "/v1/admin/evaluate", body)

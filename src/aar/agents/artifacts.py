@@ -52,7 +52,7 @@ def method_sources(method: str) -> dict[str, bytes]:
     return out
 
 
-def experiment_bundle(meta: dict, method: str) -> bytes:
+def experiment_bundle(meta: dict[str, Any], method: str) -> bytes:
     """The code artifact of an experiment: ``experiment.json`` (method, parameters, seeds) plus sources."""
     files = method_sources(method)
     files["experiment.json"] = json.dumps(meta, indent=1, sort_keys=True).encode()
@@ -86,7 +86,7 @@ def _decompress(data: bytes, limit: int) -> bytes:
             raise UnsafeArchive(f"tarball larger than {limit} bytes")
         return data
     try:
-        out = dec.decompress(data, limit + 1)
+        out: bytes = dec.decompress(data, limit + 1)
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
         raise UnsafeArchive(f"corrupt compressed tarball: {exc}") from exc
     if len(out) > limit:

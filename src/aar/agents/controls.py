@@ -38,7 +38,7 @@ CONTROL_KINDS = ("random", "tuned")
 _BASELINES = ("vanilla", "soft", "confident", "aux_conf", "self_train", "zero_shot")
 
 
-def _params_of(method: str) -> dict:
+def _params_of(method: str) -> dict[str, Any]:
     if method == "recipe":
         return dict(RECIPE_DEFAULTS)
     from aar.w2s.methods.registry import builtin_methods
@@ -81,7 +81,7 @@ def tuned_grid(max_cost: int = 2) -> list[Config]:
     return out
 
 
-def _nearest(values: list, default: object) -> int:
+def _nearest(values: list[bool | int | float], default: object) -> int:
     if default in values:
         return values.index(default)
     return min(range(len(values)), key=lambda j: abs(float(values[j]) - float(default)))  # type: ignore[arg-type]
@@ -139,7 +139,7 @@ class ControlResearcher:
         """Write the state atomically."""
         write_json_atomic(self.path, asdict(self.state), indent=1)
 
-    def tool(self, name: str, **args: object) -> dict:
+    def tool(self, name: str, **args: object) -> dict[str, Any]:
         """Call one agent tool (the same layer every researcher uses)."""
         return call_tool(self.env, name, args)
 

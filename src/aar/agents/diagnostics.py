@@ -14,6 +14,7 @@ prior) is measured on the dev/test inputs the run predicted.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ def diagnostics(
     prior: Mapping[str, float] | None = None,
     holdout_runs: Sequence[Mapping[str, float]] | None = None,
     teachers: Sequence[Mapping[str, float]] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Diagnostics of one method over seeds, on ``ids`` (unlabelled inputs: dev and/or test).
 
     ``runs[k]`` is the method's P(label=1) for seed k on ``ids``. ``holdout_runs[k]`` (optional) are its

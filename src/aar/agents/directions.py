@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 DEFAULT_REGION = {
     "methods": ["recipe"],
@@ -30,14 +31,14 @@ class Direction:
 
     name: str
     text: str
-    region: dict = field(default_factory=lambda: dict(DEFAULT_REGION))
+    region: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_REGION))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
 
 
-def _parse(items: list, source: str) -> list[Direction]:
+def _parse(items: list[Any], source: str) -> list[Direction]:
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not item.get("name") or not item.get("text"):

@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aar.agents.procs import start_group, wait_or_kill
 from aar.agents.runs import RunRequest, read_seed
@@ -32,7 +33,7 @@ class ExperimentResult:
 
     run_id: str
     method: str
-    params: dict
+    params: dict[str, Any]
     seeds: list[int]
     splits: list[str]
     ok: bool
@@ -43,7 +44,7 @@ class ExperimentResult:
     probs: list[dict[str, float]] = field(default_factory=list)  # one per finished seed
     holdout_probs: list[dict[str, float]] = field(default_factory=list)  # on the held-out slice
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """The result without its predictions (what a tool returns)."""
         d = asdict(self)
         d.pop("probs")
@@ -81,7 +82,7 @@ class ExperimentRunner:
     def run(
         self,
         method: str,
-        params: dict | None = None,
+        params: dict[str, Any] | None = None,
         seeds: list[int] | tuple[int, ...] = (0,),
         splits: tuple[str, ...] = ("dev", "test"),
         timeout_s: float | None = None,

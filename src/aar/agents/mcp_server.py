@@ -68,7 +68,7 @@ class McpAgent:
     view: Path
     workspace: Path
     server: str  # "unix:/path/server.sock" or "http://host:port"
-    direction: dict | None = None
+    direction: dict[str, Any] | None = None
     deadline: float | None = None
     max_submissions: int = 0
     experiment_timeout_s: float = EXPERIMENT_TIMEOUT_S
@@ -156,7 +156,7 @@ def _spec_for(agent: McpAgent) -> AgentSpec:
     )
 
 
-def guide_for(agent: McpAgent, specs: list[dict]) -> str:
+def guide_for(agent: McpAgent, specs: list[dict[str, Any]]) -> str:
     """The researcher's whole system prompt for this agent (what an API-backed researcher gets)."""
     from aar.agents.llm.loop import system_prompt_for
 
@@ -177,7 +177,9 @@ def _sections(text: str) -> tuple[str, dict[str, str]]:
     return "\n".join(head).strip(), {k: "\n".join(v).strip() for k, v in out.items()}
 
 
-def instructions_for(agent: McpAgent, specs: list[dict], limit: int = MAX_INSTRUCTIONS_BYTES) -> str:
+def instructions_for(
+    agent: McpAgent, specs: list[dict[str, Any]], limit: int = MAX_INSTRUCTIONS_BYTES
+) -> str:
     """The MCP server's instructions: the prompt's budgets and rules first, then the task in brief and
     where the whole guide is; at most ``limit`` bytes of UTF-8 (the direction's text is cut to fit)."""
     head, sec = _sections(guide_for(agent, specs))
@@ -265,7 +267,9 @@ def check_server(agent: McpAgent, client: Client) -> None:
         raise ServerDown(server_down_message(agent, e)) from None
 
 
-def call_tool(box: Toolbox, tool: str, args: Any, lock: threading.Lock | None = None, down: str = "") -> dict:
+def call_tool(
+    box: Toolbox, tool: str, args: Any, lock: threading.Lock | None = None, down: str = ""
+) -> dict[str, Any]:
     """Run one tool; every failure (a tool bug, an unreachable server) is a tool error for the client."""
     import httpx
 

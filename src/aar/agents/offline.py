@@ -110,7 +110,7 @@ class State:
     version: int = NOTES_VERSION
 
 
-def screen_score(d: dict) -> float:
+def screen_score(d: dict[str, Any]) -> float:
     """Label-free score of a screened run: higher is more promising.
 
     Agreement with the teacher plus agreement with the strong model's zero-shot prior: two views whose
@@ -120,7 +120,7 @@ def screen_score(d: dict) -> float:
     inputs or teacher outputs), the prior agreement from dev/test; a missing signal counts 0.5.
     """
     teacher = d.get("agreement_with_teacher")
-    score = d.get("agreement_with_prior", 0.5) + (0.5 if teacher is None else teacher)
+    score: float = d.get("agreement_with_prior", 0.5) + (0.5 if teacher is None else teacher)
     if d.get("seed_agreement") is not None:
         score += 0.5 * d["seed_agreement"]
     return round(score, 4)
@@ -137,7 +137,7 @@ class OfflineResearcher:
         self,
         env: AgentEnv,
         name: str,
-        direction: dict,
+        direction: dict[str, Any],
         seed: int,
         deadline: float,
         max_submissions: int,
@@ -175,7 +175,7 @@ class OfflineResearcher:
     def put(self, r: Record) -> None:
         self.state.records[r.config.key] = asdict(r)
 
-    def tool(self, name: str, **args: Any) -> dict:
+    def tool(self, name: str, **args: Any) -> dict[str, Any]:
         out = call_tool(self.env, name, args)
         if out.get("error"):
             self.log(f"tool {name} failed: {str(out['error'])[:300]}")
@@ -184,7 +184,7 @@ class OfflineResearcher:
     def time_left(self) -> float:
         return self.deadline - self.clock()
 
-    def experiment(self, r: Record, **args: Any) -> dict:
+    def experiment(self, r: Record, **args: Any) -> dict[str, Any]:
         """``run_experiment`` within the time left; remembers how long runs take."""
         t0 = self.clock()
         timeout = max(5.0, self.time_left() - 5)

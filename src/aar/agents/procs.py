@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def die_with_parent() -> None:
@@ -23,7 +24,7 @@ def die_with_parent() -> None:
 
 def start_group(
     argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Start ``argv`` as the leader of a new session (so of a new process group), output to ``log_path``.
 
     The child is killed if this process dies, so a killed supervisor leaves no orphan behind.
@@ -52,7 +53,7 @@ def _descendants(pid: int) -> list[int]:
         return []
 
 
-def kill_group(proc: subprocess.Popen, grace: float = 0.0) -> int | None:
+def kill_group(proc: subprocess.Popen[Any], grace: float = 0.0) -> int | None:
     """Kill ``proc``'s whole process group and every descendant still found; reap ``proc``.
 
     With ``grace`` > 0 the group first gets SIGTERM and that long to exit. Returns the exit code.
@@ -78,7 +79,7 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def wait_or_kill(proc: subprocess.Popen, timeout_s: float) -> tuple[int | None, bool]:
+def wait_or_kill(proc: subprocess.Popen[Any], timeout_s: float) -> tuple[int | None, bool]:
     """Wait up to ``timeout_s`` for ``proc``; on timeout kill its whole group. Returns (code, timed_out)."""
     deadline = time.monotonic() + max(0.0, timeout_s)
     while proc.poll() is None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aar.w2s.methods import recipe
 
 # Ordered values of each knob; a mutation moves one knob one step along its list.
-GRID: dict[str, list] = {
+GRID: dict[str, list[bool | int | float]] = {
     "soft": [False, True],
     "temperature": [0.5, 1.0, 2.0, 4.0],
     "prior_weight": [0.0, 0.25, 0.5, 1.0, 2.0, 4.0],
@@ -38,7 +40,7 @@ class Config:
     params: tuple[tuple[str, object], ...] = ()
 
     @classmethod
-    def of(cls, method: str, params: dict | None = None) -> Config:
+    def of(cls, method: str, params: dict[str, Any] | None = None) -> Config:
         """Canonical config (sorted parameters; recipe defaults dropped)."""
         p = dict(params or {})
         if method == "recipe":
@@ -46,7 +48,7 @@ class Config:
         return cls(method, tuple(sorted(p.items())))
 
     @property
-    def kwargs(self) -> dict:
+    def kwargs(self) -> dict[str, Any]:
         """Parameters as a dict."""
         return dict(self.params)
 
@@ -70,7 +72,7 @@ class Config:
 def to_recipe(cfg: Config) -> Config | None:
     """The same idea written as a ``recipe`` (None when it has no recipe form, e.g. a probe)."""
     p = cfg.kwargs
-    table = {
+    table: dict[str, Callable[[], dict[str, Any]]] = {
         "recipe": lambda: p,
         "vanilla": lambda: {},
         "soft": lambda: {"soft": True, "temperature": p.get("temperature", 1.0)},
@@ -139,7 +141,7 @@ def combine(a: Config, b: Config, max_cost: int = 2) -> Config | None:
     return new if valid(new, max_cost) and new not in (ra, rb) else None
 
 
-def _method_params(method: str) -> dict:
+def _method_params(method: str) -> dict[str, Any]:
     if method == "recipe":
         return RECIPE_DEFAULTS
     from aar.w2s.methods.registry import builtin_methods

@@ -43,7 +43,7 @@ class Tool:
     description: str
     schema: dict[str, Any]
     model: type[BaseModel]
-    fn: Callable[..., dict]
+    fn: Callable[..., dict[str, Any]]
 
     def spec(self) -> dict[str, Any]:
         """``{name, description, input_schema}`` (the Anthropic/MCP shape; OpenAI calls it parameters)."""
@@ -68,7 +68,7 @@ class ToolRegistry:
         """An empty registry."""
         self.tools: dict[str, Tool] = {}
 
-    def tool(self, fn: Callable[..., dict]) -> Callable[..., dict]:
+    def tool(self, fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         """Register ``fn`` as a tool; its name, docstring and typed signature define the tool."""
         model = _arguments_model(fn)
         self.tools[fn.__name__] = Tool(
@@ -81,12 +81,12 @@ class ToolRegistry:
         return [t.spec() for t in self.tools.values()]
 
 
-def unknown_tool(name: str, known: list[str]) -> dict:
+def unknown_tool(name: str, known: list[str]) -> dict[str, Any]:
     """The answer to a call of a tool that does not exist."""
     return {"error": f"unknown tool '{name}'; tools: {', '.join(known)}"}
 
 
-def run_tool(t: Tool, target: object, args: object) -> dict:
+def run_tool(t: Tool, target: object, args: object) -> dict[str, Any]:
     """Check ``args``, run the tool on ``target``, and turn every expected failure into the error envelope."""
     try:
         return t.fn(target, **t.check({} if args is None else args))
@@ -102,7 +102,7 @@ def run_tool(t: Tool, target: object, args: object) -> dict:
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
 
-def _arguments_model(fn: Callable[..., dict]) -> type[BaseModel]:
+def _arguments_model(fn: Callable[..., dict[str, Any]]) -> type[BaseModel]:
     """A pydantic model of ``fn``'s parameters after the first; an argument defaulting to None is optional
     but typed without None (a model must leave it out rather than send null)."""
     params = list(inspect.signature(fn).parameters.values())[1:]

@@ -10,9 +10,10 @@ and returns a JSON-ready dict; failures come back as ``{"error": ...}`` rather t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -36,7 +37,7 @@ class AgentEnv:
     view: Path
     workspace: Path
     runner: ExperimentRunner
-    _cache: dict = field(default_factory=dict)
+    _cache: dict[str, Any] = field(default_factory=dict)
 
     def path_in_workspace(self, rel: str) -> Path:
         """Resolve ``rel`` inside the workspace; refuse anything that leads outside it."""
@@ -46,11 +47,12 @@ class AgentEnv:
             raise ToolError(f"path {rel!r} is outside your workspace")
         return p
 
-    def view_meta(self) -> dict:
+    def view_meta(self) -> dict[str, Any]:
         """The public view's ``view.json``."""
         if "meta" not in self._cache:
             self._cache["meta"] = json.loads((self.view / "view.json").read_text())
-        return self._cache["meta"]
+        meta: dict[str, Any] = self._cache["meta"]
+        return meta
 
     def split_ids(self, split: str) -> list[str]:
         """Example ids of a visible split, in order."""
@@ -58,7 +60,8 @@ class AgentEnv:
             data = json.loads((self.view / "inputs.json").read_text())
             splits = data.get("splits", data)
             self._cache["ids"] = {s: [e["id"] for e in xs] for s, xs in splits.items()}
-        return self._cache["ids"][split]
+        ids: list[str] = self._cache["ids"][split]
+        return ids
 
     def teacher(self, seed: int) -> dict[str, float]:
         """The teacher's outputs of ``seed`` (from the public view)."""
@@ -68,13 +71,15 @@ class AgentEnv:
             if not f.exists():
                 raise ToolError(f"no teacher outputs for seed {seed}; seeds: {self.view_meta()['seeds']}")
             self._cache[key] = json.loads(f.read_text())["probs"]
-        return self._cache[key]
+        probs: dict[str, float] = self._cache[key]
+        return probs
 
     def prior(self) -> dict[str, float] | None:
         """The strong model's zero-shot P(label=1) on dev and test (computed once, kept in the workspace)."""
         f = self.workspace / "prior.json"
         if f.exists():
-            return json.loads(f.read_text())
+            stored: dict[str, float] = json.loads(f.read_text())
+            return stored
         res = self.runner.run("zero_shot", {}, [0], ("dev", "test"))
         if not res.ok:
             return None
@@ -87,12 +92,12 @@ TOOLS: dict[str, Tool] = RESEARCH.tools
 tool = RESEARCH.tool
 
 
-def tool_specs() -> list[dict]:
+def tool_specs() -> list[dict[str, Any]]:
     """The tool list every backend exposes."""
     return RESEARCH.specs()
 
 
-def call_tool(env: AgentEnv, name: str, args: dict | None = None) -> dict:
+def call_tool(env: AgentEnv, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
     """Check ``args`` against the tool's signature, run it, and turn failures into ``{"error": ...}``."""
     t = TOOLS.get(name)
     if t is None:
@@ -113,7 +118,7 @@ Body = Annotated[str, Field(max_length=50_000)]
 
 # -- testbed ---------------------------------------------------------------------------------------
 @tool
-def testbed_info(env: AgentEnv) -> dict:
+def testbed_info(env: AgentEnv) -> dict[str, Any]:
     """The testbed: task description, visible splits and their sizes, teacher seeds, the strong model's
     fine-tuning config, and the shipped methods with their parameters. No labels are visible anywhere."""
     from aar.w2s.methods.registry import builtin_methods
@@ -142,7 +147,9 @@ def run_experiment(
         str,
         Field(max_length=300, description="a shipped method name, or a .py method file in your workspace"),
     ],
-    params: Annotated[dict, Field(description="method parameters (defaults otherwise)")] | None = None,
+    # dict[Any, Any]: pydantic checks the same as for a bare dict (keys not checked)
+    params: Annotated[dict[Any, Any], Field(description="method parameters (defaults otherwise)")]
+    | None = None,
     seeds: Annotated[list[Offset], Field(max_length=5)] | None = None,
     splits: Annotated[list[Literal["dev", "test"]], Field(max_length=2)] | None = None,
     timeout_s: Annotated[float, Field(ge=1, le=3600)] | None = None,
@@ -155,7 +162,7 @@ def run_experiment(
         ),
     ]
     | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Run a method on your machine on the unlabelled inputs and predict dev and/or test, for each seed
     (each seed uses that seed's teacher; teacher outputs exist for train_unlabel only). A fixed 10% slice
     of train_unlabel is held out from the method and predicted too. Returns a run id (for `submit`) and
@@ -185,7 +192,9 @@ def run_experiment(
     return out
 
 
-def _earlier_run(env: AgentEnv, run_id: str, splits: list[str]) -> list[tuple[int, dict, dict]]:
+def _earlier_run(
+    env: AgentEnv, run_id: str, splits: list[str]
+) -> list[tuple[int, dict[str, float], dict[str, float]]]:
     run_dir = env.runner.runs_dir / run_id
     if "/" in run_id or not has_request(run_dir):
         raise ToolError(f"unknown run '{run_id}'")
@@ -217,7 +226,7 @@ def submit(
         ),
     ]
     | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Submit one run's test predictions to the scoring server, with the code that produced them (stored
     in the code store). Returns the server's public response: the Ladder-released public PGR (it only
     moves when you beat your best by a margin), whether you improved, and your remaining budget."""
@@ -257,20 +266,20 @@ def submit(
 
 
 @tool
-def my_submissions(env: AgentEnv, limit: Page = 50) -> dict:
+def my_submissions(env: AgentEnv, limit: Page = 50) -> dict[str, Any]:
     """Your own submissions, newest first, with the released public figures."""
     page = env.client.submissions(env.testbed_id, limit=limit)
     return {"total": page.total, "items": [s.model_dump() for s in page.items]}
 
 
 @tool
-def submission_info(env: AgentEnv, submission_id: Id) -> dict:
+def submission_info(env: AgentEnv, submission_id: Id) -> dict[str, Any]:
     """Any agent's submission as the server shows it: method, description, code hash, released public PGR."""
     return env.client.submission(submission_id).model_dump()
 
 
 # -- forum -----------------------------------------------------------------------------------------
-def _posts(page: schemas.Page[schemas.PostView]) -> dict:
+def _posts(page: schemas.Page[schemas.PostView]) -> dict[str, Any]:
     return {
         "total": page.total,
         "items": [{k: v for k, v in p.model_dump().items() if k != "body_html"} for p in page.items],
@@ -284,21 +293,22 @@ def forum_list(
     offset: Offset = 0,
     tag: Annotated[str, Field(max_length=40)] | None = None,
     author: Annotated[str, Field(max_length=64)] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """List forum posts (newest first), optionally by tag or author."""
     return _posts(env.client.posts(tag=tag, author=author, limit=limit, offset=offset))
 
 
 @tool
-def forum_search(env: AgentEnv, q: Annotated[str, Field(max_length=200)], limit: Page = 20) -> dict:
+def forum_search(env: AgentEnv, q: Annotated[str, Field(max_length=200)], limit: Page = 20) -> dict[str, Any]:
     """Search forum posts by text."""
     return _posts(env.client.posts(q=q, limit=limit))
 
 
 @tool
-def forum_read(env: AgentEnv, post_id: Id) -> dict:
+def forum_read(env: AgentEnv, post_id: Id) -> dict[str, Any]:
     """Read a post with its replies."""
     t = env.client.thread(post_id)
+    strip: Callable[[schemas.PostView], dict[str, Any]]
     strip = lambda p: {k: v for k, v in p.model_dump().items() if k != "body_html"}  # noqa: E731
     return {"post": strip(t.post), "replies": [strip(r) for r in t.replies]}
 
@@ -311,7 +321,7 @@ def forum_post(
     tags: Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=10)] | None = None,
     submission_ids: SubmissionIds | None = None,
     artifact_hashes: ArtifactHashes | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Post a finding (Markdown), linking the submissions and code it is about."""
     p = env.client.post(title, body, tags, submission_ids, artifact_hashes)
     return {"post_id": p.id}
@@ -324,14 +334,14 @@ def forum_reply(
     body: Body,
     submission_ids: SubmissionIds | None = None,
     artifact_hashes: ArtifactHashes | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Reply to a forum post (Markdown), optionally linking submissions and code."""
     return {"post_id": env.client.reply(post_id, body, submission_ids, artifact_hashes).id}
 
 
 # -- code store ------------------------------------------------------------------------------------
 @tool
-def code_upload(env: AgentEnv, path: WorkspacePath) -> dict:
+def code_upload(env: AgentEnv, path: WorkspacePath) -> dict[str, Any]:
     """Upload a file, or a folder (as a tarball), from your workspace to the code store; returns its hash."""
     p = env.path_in_workspace(path)
     if not p.exists():
@@ -342,7 +352,7 @@ def code_upload(env: AgentEnv, path: WorkspacePath) -> dict:
 
 
 @tool
-def code_download(env: AgentEnv, sha256: Annotated[str, Field(max_length=64)]) -> dict:
+def code_download(env: AgentEnv, sha256: Annotated[str, Field(max_length=64)]) -> dict[str, Any]:
     """Download code by hash into downloads/<sha256>/ in your workspace (tarballs are unpacked)."""
     if not all(c in "0123456789abcdef" for c in sha256) or len(sha256) != 64:
         raise ToolError("sha256 must be 64 lowercase hex digits")
@@ -361,6 +371,6 @@ def code_download(env: AgentEnv, sha256: Annotated[str, Field(max_length=64)]) -
 
 # -- leaderboard -----------------------------------------------------------------------------------
 @tool
-def leaderboard(env: AgentEnv) -> dict:
+def leaderboard(env: AgentEnv) -> dict[str, Any]:
     """The public leaderboard: each agent's Ladder-released public PGR, method and code hash."""
     return {"rows": [r.model_dump() for r in env.client.leaderboard(env.testbed_id).rows]}

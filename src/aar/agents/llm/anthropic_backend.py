@@ -9,6 +9,7 @@ and accounting.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aar.agents.llm.backend import FatalError, ToolCall, TransientError, Turn, retry_after_seconds
@@ -17,9 +18,9 @@ from aar.agents.llm.pricing import Usage
 _EPHEMERAL = {"type": "ephemeral"}
 
 
-def to_wire(messages: list[dict], cache: bool = True) -> list[dict]:
+def to_wire(messages: list[dict[str, Any]], cache: bool = True) -> list[dict[str, Any]]:
     """Neutral messages (see :mod:`aar.agents.llm.context`) to Anthropic ``messages``."""
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for m in messages:
         if m["role"] == "user":
             role, blocks = "user", [{"type": "text", "text": m["content"] or "(empty)"}]
@@ -57,7 +58,7 @@ def to_wire(messages: list[dict], cache: bool = True) -> list[dict]:
     return out
 
 
-def tools_wire(specs: list[dict], cache: bool = True) -> list[dict]:
+def tools_wire(specs: list[dict[str, Any]], cache: bool = True) -> list[dict[str, Any]]:
     """Tool specs (already in the Anthropic shape), with a cache breakpoint on the last one."""
     tools = [
         {"name": s["name"], "description": s["description"], "input_schema": s["input_schema"]} for s in specs
@@ -69,7 +70,7 @@ def tools_wire(specs: list[dict], cache: bool = True) -> list[dict]:
 
 def parse(resp: Any) -> Turn:
     """An SDK ``Message`` (or a dict of the same shape) to a :class:`Turn`."""
-    get = (
+    get: Callable[..., Any] = (
         (lambda o, k, d=None: o.get(k, d))
         if isinstance(resp, dict)
         else (lambda o, k, d=None: getattr(o, k, d))
@@ -135,7 +136,9 @@ class AnthropicBackend:
         self._sdk = anthropic
         self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
 
-    def complete(self, system: str, messages: list[dict], tools: list[dict], max_tokens: int) -> Turn:
+    def complete(
+        self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], max_tokens: int
+    ) -> Turn:
         """One Messages API call."""
         a = self._sdk
         kwargs: dict[str, Any] = {

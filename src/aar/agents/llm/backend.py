@@ -20,11 +20,11 @@ class ToolCall:
 
     id: str
     name: str
-    args: dict | None
+    args: dict[str, Any] | None
     error: str | None = None
     raw: str | None = None  # the arguments as the model wrote them (OpenAI-style APIs)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "args": self.args, "error": self.error, "raw": self.raw}
 
 
@@ -57,15 +57,17 @@ class Backend(Protocol):
     name: str
     model: str
 
-    def complete(self, system: str, messages: list[dict], tools: list[dict], max_tokens: int) -> Turn: ...
+    def complete(
+        self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], max_tokens: int
+    ) -> Turn: ...
 
 
 class Tools(Protocol):
     """Where tool calls run."""
 
-    def specs(self) -> list[dict]: ...
+    def specs(self) -> list[dict[str, Any]]: ...
 
-    def call(self, name: str, args: Any) -> dict: ...
+    def call(self, name: str, args: Any) -> dict[str, Any]: ...
 
     def read_notebook(self, limit: int = 12_000) -> str: ...
 

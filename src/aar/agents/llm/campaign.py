@@ -46,7 +46,7 @@ def check_options(
     base_url: str | None,
     agent_dollars: float | None,
     total_dollars: float | None,
-    llm: dict | None = None,
+    llm: dict[str, Any] | None = None,
 ) -> str:
     """Validate LLM options before a campaign starts; returns the API key (raises ValueError)."""
     llm = llm or {}
@@ -69,7 +69,7 @@ def check_options(
 
 
 def make_backend(
-    backend: str, model: str, api_key: str | None, base_url: str | None, llm: dict | None = None
+    backend: str, model: str, api_key: str | None, base_url: str | None, llm: dict[str, Any] | None = None
 ) -> Backend:
     """The backend object for ``backend``."""
     llm = llm or {}

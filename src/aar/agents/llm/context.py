@@ -15,6 +15,7 @@ turns start at an assistant turn, so every tool call still has its result next t
 from __future__ import annotations
 
 import json
+from typing import Any
 
 SUMMARY_INSTRUCTIONS = (
     "Below is the older part of your research session (tool calls and results, abbreviated). Write a "
@@ -36,7 +37,7 @@ def _short(x: object, n: int) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
-def digest(items: list[dict], per_item: int = 300) -> str:
+def digest(items: list[dict[str, Any]], per_item: int = 300) -> str:
     """One line per message, call and result: a mechanical summary of ``items``."""
     lines = []
     for m in items:
@@ -54,7 +55,9 @@ def digest(items: list[dict], per_item: int = 300) -> str:
     return "\n".join(lines)
 
 
-def split(history: list[dict], keep_recent: int) -> tuple[list[dict], list[dict]] | None:
+def split(
+    history: list[dict[str, Any]], keep_recent: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
     """(old, recent): ``recent`` is about the last ``keep_recent`` messages, starting at an assistant turn;
     ``old`` is everything between the kickoff (history[0]) and it. None when there is nothing to drop."""
     if len(history) <= 2:
@@ -71,7 +74,9 @@ def split(history: list[dict], keep_recent: int) -> tuple[list[dict], list[dict]
     return history[1:start], history[start:]
 
 
-def compacted(kickoff: str, summary: str, notebook: str, recent: list[dict], n_dropped: int) -> list[dict]:
+def compacted(
+    kickoff: str, summary: str, notebook: str, recent: list[dict[str, Any]], n_dropped: int
+) -> list[dict[str, Any]]:
     """The new conversation: a user message (kickoff, summary of ``n_dropped`` messages, notebook), recent."""
     text = (
         f"{kickoff}\n\n---\n[Context note] To keep your context small, {n_dropped} older messages of this "
@@ -89,7 +94,7 @@ def compacted(kickoff: str, summary: str, notebook: str, recent: list[dict], n_d
     return [{"role": "user", "content": text}, *recent]
 
 
-def repair(history: list[dict]) -> list[dict]:
+def repair(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Make a saved conversation continuable: every tool call gets a result (an interrupted call gets an
     error) and the conversation ends with a user or tool message."""
     out = list(history)

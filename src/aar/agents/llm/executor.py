@@ -47,7 +47,7 @@ def serve(box: Toolbox, inp: IO[str], out: IO[str]) -> None:
         try:
             req = json.loads(line)
             rid = req.get("id")
-            result: dict | str
+            result: dict[str, Any] | str
             op = req.get("op")
             if op == "call":
                 result = box.call(str(req.get("name")), req.get("args"))
@@ -98,13 +98,13 @@ class ExecutorTools:
         self._lock = threading.Lock()
 
     @staticmethod
-    def specs() -> list[dict]:
+    def specs() -> list[dict[str, Any]]:
         """The same list the executor's toolbox has."""
         from aar.agents.llm.workspace_tools import Toolbox
 
         return Toolbox.specs()
 
-    def _ask(self, req: dict) -> Any:
+    def _ask(self, req: dict[str, Any]) -> Any:
         with self._lock:
             self._n += 1
             req["id"] = self._n
@@ -121,7 +121,7 @@ class ExecutorTools:
             except (BrokenPipeError, OSError, ValueError) as e:
                 raise ExecutorGone(f"the tool executor is gone: {e}") from e
 
-    def call(self, name: str, args: Any) -> dict:
+    def call(self, name: str, args: Any) -> dict[str, Any]:
         """Run tool ``name`` in the sandbox."""
         res = self._ask({"op": "call", "name": name, "args": args})
         return res if isinstance(res, dict) else {"result": res}

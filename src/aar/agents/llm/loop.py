@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from aar.agents.llm.backend import Backend, FatalError, Tools, TransientError, Turn
 from aar.agents.llm.backend import retry_after_seconds as retry_after_seconds
@@ -77,13 +78,13 @@ def _fmt_secs(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def render_system_prompt(values: dict, template: str | Path | None = None) -> str:
+def render_system_prompt(values: dict[str, Any], template: str | Path | None = None) -> str:
     """Fill the system prompt template (``prompts/system.md`` unless ``template``) with ``values``."""
     text = Path(template).read_text() if template else (PROMPTS / "system.md").read_text()
     return Template(text).safe_substitute(values)
 
 
-def tool_list(specs: list[dict]) -> str:
+def tool_list(specs: list[dict[str, Any]]) -> str:
     """A Markdown list of the tools: name and the first sentence of the description."""
     out = []
     for s in specs:
@@ -108,7 +109,7 @@ class Researcher:
         price: Price | None = None,
         store: Path | None = None,
         usage_path: Path | None = None,
-        usage_meta: dict | None = None,
+        usage_meta: dict[str, Any] | None = None,
         settings: LoopSettings | None = None,
         name: str = "agent",
         log: Callable[[str], None] = print,
@@ -126,9 +127,9 @@ class Researcher:
         self.rng = rng or random.Random()
         self.usage, self.dollars, self.n_calls = Usage(), 0.0, 0
         self.steps = self.tool_calls = self.tool_errors = self.retries = self.compactions = 0
-        self.history: list[dict] = []
+        self.history: list[dict[str, Any]] = []
         self.last_prompt_tokens = 0
-        self._specs: list[dict] | None = None
+        self._specs: list[dict[str, Any]] | None = None
         if store is not None:
             store.mkdir(parents=True, exist_ok=True)
         self._load()
@@ -169,12 +170,12 @@ class Researcher:
         }
         write_text_atomic(self.store / "state.json", json.dumps(st))
 
-    def _transcript(self, msg: dict) -> None:
+    def _transcript(self, msg: dict[str, Any]) -> None:
         if self.store is not None:
             with open(self.store / "transcript.jsonl", "a") as f:
                 f.write(json.dumps({"t": round(time.time(), 3), **msg}, default=str) + "\n")
 
-    def _append(self, msg: dict) -> None:
+    def _append(self, msg: dict[str, Any]) -> None:
         self.history.append(msg)
         self._transcript(msg)
 
@@ -196,7 +197,7 @@ class Researcher:
         write_text_atomic(self.usage_path, json.dumps(data, indent=1))
 
     # -- model calls -------------------------------------------------------------------------------
-    def specs(self) -> list[dict]:
+    def specs(self) -> list[dict[str, Any]]:
         if self._specs is None:
             self._specs = self.tools.specs()
         return self._specs
@@ -205,11 +206,16 @@ class Researcher:
         s = self.settings
         if retry_after is not None:
             return min(s.backoff_cap_s, retry_after) * (1 + 0.1 * self.rng.random())
-        exp = min(s.backoff_cap_s, s.backoff_base_s * 2 ** (attempt - 1))
+        exp: float = min(s.backoff_cap_s, s.backoff_base_s * 2 ** (attempt - 1))
         return exp * (0.5 + 0.5 * self.rng.random())  # exponential backoff, jittered
 
     def call_model(
-        self, system: str, messages: list[dict], tools: list[dict], max_tokens: int, purpose: str = "turn"
+        self,
+        system: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        max_tokens: int,
+        purpose: str = "turn",
     ) -> Turn:
         """One accounted call with retries; raises BudgetExhausted, FatalError, TransientError, Stopped."""
         s = self.settings
@@ -334,14 +340,14 @@ class Researcher:
         parts.append(f"${self.dollars:.2f}" + (f" of ${usd_lim:.2f}" if usd_lim else ""))
         return "[status] " + ", ".join(parts)
 
-    def _result_text(self, result: dict) -> str:
+    def _result_text(self, result: dict[str, Any]) -> str:
         text = json.dumps(result, default=str)
         n = self.settings.max_tool_result_chars
         if len(text) > n:
             text = text[: n - 200] + f" ... [result cut: {len(text)} characters; read files for the rest]"
         return text
 
-    def _run_calls(self, turn: Turn) -> dict:
+    def _run_calls(self, turn: Turn) -> dict[str, Any]:
         results = []
         for c in turn.calls:
             self.tool_calls += 1
@@ -464,9 +470,9 @@ class Researcher:
         )
 
 
-def _merge_users(history: list[dict]) -> list[dict]:
+def _merge_users(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Merge consecutive user messages (a restart note after a nudge)."""
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for m in history:
         if out and m["role"] == "user" and out[-1]["role"] == "user":
             out[-1] = {"role": "user", "content": out[-1]["content"] + "\n\n" + m["content"]}
@@ -483,15 +489,17 @@ class AgentSpec:
     testbed_id: str
     view: Path
     workspace: Path
-    direction: dict
+    direction: dict[str, Any]
     deadline: float
     max_submissions: int
     max_tokens: int | None = None
     max_dollars: float | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def system_prompt_for(spec: AgentSpec, specs: list[dict], template: str | Path | None = None) -> str:
+def system_prompt_for(
+    spec: AgentSpec, specs: list[dict[str, Any]], template: str | Path | None = None
+) -> str:
     """The system prompt of an agent (testbed facts from its public view's ``view.json``)."""
     try:
         meta = json.loads((Path(spec.view) / "view.json").read_text())

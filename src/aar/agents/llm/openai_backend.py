@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aar.agents.llm.backend import FatalError, ToolCall, TransientError, Turn, retry_after_seconds
@@ -21,14 +22,14 @@ from aar.agents.llm.pricing import Usage
 _TEXT_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
 
 
-def to_wire(system: str, messages: list[dict]) -> list[dict]:
+def to_wire(system: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Neutral messages to chat-completions ``messages`` (system first)."""
-    out: list[dict] = [{"role": "system", "content": system}]
+    out: list[dict[str, Any]] = [{"role": "system", "content": system}]
     for m in messages:
         if m["role"] == "user":
             out.append({"role": "user", "content": m["content"]})
         elif m["role"] == "assistant":
-            msg: dict = {"role": "assistant", "content": m.get("content") or None}
+            msg: dict[str, Any] = {"role": "assistant", "content": m.get("content") or None}
             calls = [
                 {
                     "id": c["id"],
@@ -55,7 +56,7 @@ def to_wire(system: str, messages: list[dict]) -> list[dict]:
     return out
 
 
-def tools_wire(specs: list[dict]) -> list[dict]:
+def tools_wire(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tool specs as OpenAI ``function`` tools."""
     return [
         {
@@ -66,7 +67,7 @@ def tools_wire(specs: list[dict]) -> list[dict]:
     ]
 
 
-def _args(raw: object) -> tuple[dict | None, str | None]:
+def _args(raw: object) -> tuple[dict[str, Any] | None, str | None]:
     if isinstance(raw, dict):
         return raw, None
     if raw is None or (isinstance(raw, str) and not raw.strip()):
@@ -82,7 +83,7 @@ def _args(raw: object) -> tuple[dict | None, str | None]:
 
 def parse(resp: Any) -> Turn:
     """An SDK ``ChatCompletion`` (or a dict of the same shape) to a :class:`Turn`."""
-    get = (
+    get: Callable[..., Any] = (
         (lambda o, k, d=None: o.get(k, d))
         if isinstance(resp, dict)
         else (lambda o, k, d=None: getattr(o, k, d))
@@ -163,7 +164,9 @@ class OpenAIBackend:
             api_key=api_key or "none", base_url=base_url, max_retries=0, timeout=timeout
         )
 
-    def complete(self, system: str, messages: list[dict], tools: list[dict], max_tokens: int) -> Turn:
+    def complete(
+        self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], max_tokens: int
+    ) -> Turn:
         """One chat-completions call."""
         o = self._sdk
         kwargs: dict[str, Any] = {

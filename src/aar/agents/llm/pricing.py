@@ -14,6 +14,7 @@ import re
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 
@@ -45,12 +46,12 @@ class Usage:
             self.cache_write + other.cache_write,
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (with the total)."""
         return {**asdict(self), "total": self.total}
 
     @classmethod
-    def of(cls, d: dict | None) -> Usage:
+    def of(cls, d: dict[str, Any] | None) -> Usage:
         """From :meth:`to_dict` output (missing fields are zero)."""
         d = d or {}
         return cls(*(int(d.get(k, 0) or 0) for k in ("input", "output", "cache_read", "cache_write")))
@@ -126,7 +127,7 @@ class PriceTable:
         k = self.entry_for(model)
         return self.models[k] if k is not None else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The table as saved with a run."""
         return {
             "version": self.version,

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -37,13 +37,15 @@ LongText = Annotated[str, Field(max_length=100_000)]
 
 
 @WORKSPACE.tool
-def list_files(box: Toolbox, path: WorkspacePath = ".", depth: Annotated[int, Field(ge=1, le=5)] = 2) -> dict:
+def list_files(
+    box: Toolbox, path: WorkspacePath = ".", depth: Annotated[int, Field(ge=1, le=5)] = 2
+) -> dict[str, Any]:
     """List files and folders in your workspace (sizes in bytes), to a depth (default 2)."""
     root = box.env.path_in_workspace(path)
     if not root.is_dir():
         raise ToolError(f"{path} is not a folder")
     ws = box.env.workspace.resolve()
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
 
     def walk(d: Path, level: int) -> None:
         for p in sorted(d.iterdir(), key=lambda q: q.name):
@@ -69,7 +71,7 @@ def read_file(
     path: WorkspacePath,
     offset: Annotated[int, Field(ge=0, description="first character to read")] = 0,
     limit: Annotated[int, Field(ge=1, le=MAX_READ_CHARS)] = MAX_READ_CHARS,
-) -> dict:
+) -> dict[str, Any]:
     """Read a text file from your workspace (up to 20,000 characters from `offset`)."""
     p = box.env.path_in_workspace(path)
     if not p.is_file():
@@ -91,7 +93,7 @@ def write_file(
     path: WorkspacePath,
     content: Annotated[str, Field(max_length=MAX_FILE_BYTES)],
     append: Annotated[bool, Field(description="append instead of replacing")] = False,
-) -> dict:
+) -> dict[str, Any]:
     """Create or overwrite (or append to) a text file in your workspace; folders are created as needed."""
     p = box.env.path_in_workspace(path)
     if p.is_dir():
@@ -114,7 +116,7 @@ def edit_file(
     replace_all: Annotated[
         bool, Field(description="replace every occurrence (default: exactly one)")
     ] = False,
-) -> dict:
+) -> dict[str, Any]:
     """Replace exact text in a workspace file: `old` must occur exactly once unless `replace_all`."""
     p = box.env.path_in_workspace(path)
     if not p.is_file():
@@ -134,7 +136,7 @@ def run_command(
     box: Toolbox,
     command: Annotated[str, Field(max_length=10_000, description="a bash command line")],
     timeout_s: Annotated[float, Field(ge=1, le=3600, description="default 120")] = 120.0,
-) -> dict:
+) -> dict[str, Any]:
     """Run a bash command in your workspace (your sandbox: no network, no labels), e.g. `python check.py`.
     Returns the exit code and the output's tail; the whole process group is killed at the timeout."""
     limit = min(timeout_s, box.command_timeout_s, max(1.0, box.time_left()))
@@ -208,11 +210,11 @@ class Toolbox:
         return env
 
     @staticmethod
-    def specs() -> list[dict]:
+    def specs() -> list[dict[str, Any]]:
         """``{name, description, input_schema}`` of every tool, research tools first."""
         return [t.spec() for t in TOOLS.values()] + WORKSPACE.specs()
 
-    def call(self, name: str, args: dict | None) -> dict:
+    def call(self, name: str, args: dict[str, Any] | None) -> dict[str, Any]:
         """Run a tool; every failure comes back as ``{"error": ...}``."""
         if name in WORKSPACE_TOOLS:
             return run_tool(WORKSPACE_TOOLS[name], self, args)
