@@ -51,7 +51,11 @@ class AppContext:
 
 
 def _error(
-    status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
     return JSONResponse(body, status_code=status, headers=headers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,7 +20,7 @@ from aar.server.db import Database
 log = logging.getLogger("aar.server")
 
 
-def audit_values(scope: Scope, status: int, outcome: str) -> dict:
+def audit_values(scope: Scope, status: int, outcome: str) -> dict[str, Any]:
     """Column values of an audit entry for a request scope."""
     state = scope.get("state", {})
     client = scope.get("client") or ("unix", 0)
@@ -40,13 +41,13 @@ SQL_AUDIT = (
 )
 
 
-def write_audit(db: Database, values: dict) -> None:
+def write_audit(db: Database, values: dict[str, Any]) -> None:
     """Insert one audit entry in its own transaction."""
     with db.write_conn() as conn:
         conn.exec_driver_sql(db.sql(SQL_AUDIT), values)
 
 
-async def _reply(send: Send, status: int, body: dict) -> None:
+async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
     payload = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -110,7 +110,7 @@ def admin_board(s: Session, vault: VaultCache, t: Testbed, info: TestbedAdminInf
         .where(Submission.testbed_id == t.id)
         .order_by(Submission.id)
     ).all()
-    groups: dict[tuple[str, str], list] = {}
+    groups: dict[tuple[str, str], list[Any]] = {}
     per_agent: dict[int, int] = {}
     for r in subs:
         groups.setdefault((r.name, r.method), []).append(r)

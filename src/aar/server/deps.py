@@ -72,7 +72,7 @@ def parse_model(model: type[M], raw: bytes) -> M:
         raise ApiError(422, "invalid_body", _summary(details), {"errors": details}) from None
 
 
-def _summary(details: list[dict]) -> str:
+def _summary(details: list[dict[str, Any]]) -> str:
     first = details[0] if details else {"loc": [], "msg": "invalid"}
     return f"{'.'.join(first['loc']) or 'body'}: {first['msg']}"
 
@@ -82,7 +82,7 @@ async def json_body(request: Request, model: type[M]) -> M:
     return parse_model(model, await read_body(request))
 
 
-def body_doc(model: type[BaseModel]) -> dict:
+def body_doc(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` documenting a JSON body that a route parses itself."""
     return {
         "requestBody": {
@@ -96,7 +96,7 @@ def body_doc(model: type[BaseModel]) -> dict:
     }
 
 
-def json_response(model: BaseModel | list, status: int = 200) -> Response:
+def json_response(model: BaseModel | list[Any], status: int = 200) -> Response:
     """A JSON response from a model (or a list of models), skipping FastAPI's re-validation."""
     if isinstance(model, list):
         body = b"[" + b",".join(m.model_dump_json().encode() for m in model) + b"]"

@@ -23,7 +23,7 @@ class ApiError(Exception):
         status: int,
         code: str,
         message: str,
-        details: dict | None = None,
+        details: dict[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         """Build the error; ``details`` must be JSON-ready."""
@@ -32,7 +32,7 @@ class ApiError(Exception):
         self.details = details or {}
         self.headers = dict(headers or {})
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         """The JSON body of the error response."""
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 

@@ -81,7 +81,8 @@ def run_matrices(arrays: TestbedArrays, runs: list[dict[str, float]]) -> tuple[n
 
 
 def _correct(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return ((probs > 0.5).astype(np.int8) == labels[None, :]).astype(np.float64)
+    correct: np.ndarray = ((probs > 0.5).astype(np.int8) == labels[None, :]).astype(np.float64)
+    return correct
 
 
 def _split(

@@ -6,6 +6,8 @@ Predictions are stored as one float64 blob per submission in the testbed's canon
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -84,7 +86,7 @@ class Submission(Base):
     released_pgr: Mapped[float] = mapped_column(Float)
     improved: Mapped[bool] = mapped_column(Boolean)
     # scoring-time flags (admin only): "above_ceiling", "near_constant"
-    flags: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class Audit(Base):
@@ -94,9 +96,9 @@ class Audit(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
     verdict: Mapped[str] = mapped_column(String(16))
-    reasons: Mapped[list] = mapped_column(JSON)
-    figures: Mapped[dict] = mapped_column(JSON)
-    checks: Mapped[dict] = mapped_column(JSON)
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)
+    checks: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float)
 
 
@@ -120,9 +122,9 @@ class Post(Base):
     author_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), nullable=True, index=True)
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
-    tags: Mapped[list] = mapped_column(JSON)
-    submission_ids: Mapped[list] = mapped_column(JSON)
-    artifact_hashes: Mapped[list] = mapped_column(JSON)
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    submission_ids: Mapped[list[int]] = mapped_column(JSON)
+    artifact_hashes: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float)
 
 

@@ -395,7 +395,7 @@ def _check_json(value: object, depth: int = 0) -> None:
             _check_json(v, depth + 1)
 
 
-def _bounded_json(value: dict) -> dict:
+def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
     _check_json(value)
     size = len(json.dumps(value, ensure_ascii=False).encode())
     if size > AUDIT_JSON_MAX:

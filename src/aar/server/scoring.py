@@ -104,7 +104,10 @@ def paired_threshold(diff: np.ndarray) -> float:
 
 def public_correct(arrays: TestbedArrays, probs: np.ndarray) -> np.ndarray:
     """0/1 correctness (int8) of thresholded ``probs`` on the public half."""
-    return ((probs[arrays.public] > 0.5).astype(np.int8) == arrays.labels[arrays.public]).astype(np.int8)
+    correct: np.ndarray = (
+        (probs[arrays.public] > 0.5).astype(np.int8) == arrays.labels[arrays.public]
+    ).astype(np.int8)
+    return correct
 
 
 def paired_release(

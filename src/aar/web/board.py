@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -27,11 +28,13 @@ from aar.server.routers.admin import testbed_admin_info
 from aar.server.vault import TestbedArrays, VaultCache
 
 _LOCK = threading.Lock()
-_ENTRIES: OrderedDict[tuple, tuple[dict, dict]] = OrderedDict()
-_REFS: dict[tuple, list[dict]] = {}
+_ENTRIES: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
+_REFS: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
 
 
-def _entry_intervals(key: tuple, arrays: TestbedArrays, predictions: bytes) -> tuple[dict, dict]:
+def _entry_intervals(
+    key: tuple[Any, ...], arrays: TestbedArrays, predictions: bytes
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(public, private) PGR estimates of one submission, cached by (database, submission id)."""
     with _LOCK:
         hit = _ENTRIES.get(key)
@@ -46,7 +49,7 @@ def _entry_intervals(key: tuple, arrays: TestbedArrays, predictions: bytes) -> t
     return value
 
 
-def _baselines(key: tuple, arrays: TestbedArrays) -> list[dict]:
+def _baselines(key: tuple[Any, ...], arrays: TestbedArrays) -> list[dict[str, Any]]:
     """The shipped references' PGR over seeds, cached by (database, testbed, bundle hash)."""
     with _LOCK:
         hit = _REFS.get(key)
@@ -57,13 +60,13 @@ def _baselines(key: tuple, arrays: TestbedArrays) -> list[dict]:
     return hit
 
 
-def _normal(mean: float, mean_sq: float, n: int) -> dict:
+def _normal(mean: float, mean_sq: float, n: int) -> dict[str, Any]:
     var = max(0.0, mean_sq - mean * mean) * n / (n - 1) if n > 1 else 0.0
     half = 1.96 * math.sqrt(var / n) if n > 1 else 0.0
     return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n, "over": "submissions"}
 
 
-def method_rows(s: Session, testbed: str, limit: int = 30) -> tuple[list[dict], int]:
+def method_rows(s: Session, testbed: str, limit: int = 30) -> tuple[list[dict[str, Any]], int]:
     """Per (agent, method): submissions, mean public and private PGR with normal intervals, the best
     private submission; best private mean first. Returns (top ``limit`` rows, number of groups)."""
     q = (
@@ -124,7 +127,7 @@ def _testbed(s: Session, testbed: str) -> Testbed:
     return t
 
 
-def estimate(audit: Audit | None, key: str) -> dict | None:
+def estimate(audit: Audit | None, key: str) -> dict[str, Any] | None:
     """An audit's figure ``key`` (``{"mean", "ci_low", "ci_high", ...}``), or None when absent."""
     value = ((audit.figures if audit else None) or {}).get(key)
     if isinstance(value, dict) and all(
@@ -134,7 +137,7 @@ def estimate(audit: Audit | None, key: str) -> dict | None:
     return None
 
 
-def admin_leaderboard(s: Session, vault: VaultCache, testbed: str, db_key: str) -> dict:
+def admin_leaderboard(s: Session, vault: VaultCache, testbed: str, db_key: str) -> dict[str, Any]:
     """The admin board of one testbed (see the module docstring for what is cached)."""
     t = _testbed(s, testbed)
     arrays = vault.get(testbed)
@@ -157,7 +160,7 @@ def admin_leaderboard(s: Session, vault: VaultCache, testbed: str, db_key: str) 
             select(Audit).where(Audit.submission_id.in_([sub.id for _, _, sub in entries])).order_by(Audit.id)
         )
     }
-    agents: list[dict] = []
+    agents: list[dict[str, Any]] = []
     for agent_id, name, sub in entries:
         public, private = _entry_intervals((db_key, sub.id), arrays, sub.predictions)
         flags = list(sub.flags or [])
@@ -205,7 +208,7 @@ def admin_leaderboard(s: Session, vault: VaultCache, testbed: str, db_key: str) 
     }
 
 
-def best_baseline(s: Session, vault: VaultCache, testbed: str, db_key: str) -> dict | None:
+def best_baseline(s: Session, vault: VaultCache, testbed: str, db_key: str) -> dict[str, Any] | None:
     """The best shipped baseline (chosen on its public PGR) with both halves' means, for the chart."""
     t = _testbed(s, testbed)
     shipped = [

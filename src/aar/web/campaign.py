@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,9 @@ def agent_hours_at(state: CampaignState, times: np.ndarray) -> np.ndarray:
     return total / 3600.0
 
 
-def agent_rows(state: CampaignState, submissions: dict[str, int], only: str | None = None) -> list[dict]:
+def agent_rows(
+    state: CampaignState, submissions: dict[str, int], only: str | None = None
+) -> list[dict[str, Any]]:
     """Per agent: direction, status, agent-hours, budget left, submissions, tokens, dollars, restarts.
 
     ``only``: just this agent (an agent's token sees its own row and no one else's budget).
@@ -100,7 +103,7 @@ def agent_rows(state: CampaignState, submissions: dict[str, int], only: str | No
     return rows
 
 
-def sandbox_events(directory: Path, limit: int = 200) -> list[dict]:
+def sandbox_events(directory: Path, limit: int = 200) -> list[dict[str, Any]]:
     """The newest ``limit`` sandbox events, newest first (read from the file's tail only)."""
     path = Path(directory) / AUDIT_FILE
     try:
@@ -113,7 +116,7 @@ def sandbox_events(directory: Path, limit: int = 200) -> list[dict]:
     lines = raw.decode("utf-8", "replace").splitlines()
     if len(raw) == EVENTS_TAIL_BYTES:
         lines = lines[1:]  # the first line may be cut
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for line in reversed(lines):
         if len(out) >= limit:
             break
@@ -134,7 +137,7 @@ def sandbox_events(directory: Path, limit: int = 200) -> list[dict]:
     return out
 
 
-def campaign_summary(state: CampaignState) -> dict:
+def campaign_summary(state: CampaignState) -> dict[str, Any]:
     """Campaign-level facts for the page header (no credentials)."""
     running = sum(a.status == "running" for a in state.agents)
     return {

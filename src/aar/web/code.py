@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from markupsafe import Markup
 
@@ -41,11 +42,11 @@ class _Cache:
 
     def __init__(self, entries: int = 64, max_bytes: int = 128 * 2**20) -> None:
         self.entries, self.max_bytes = entries, max_bytes
-        self._items: OrderedDict[str, tuple[int, list]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[int, list[Any]]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> list | None:
+    def get(self, key: str) -> list[Any] | None:
         """The cached value, or None."""
         with self._lock:
             if key in self._items:
@@ -53,7 +54,7 @@ class _Cache:
                 return self._items[key][1]
         return None
 
-    def put(self, key: str, value: list, size: int) -> None:
+    def put(self, key: str, value: list[Any], size: int) -> None:
         """Remember a value of ``size`` bytes (not at all when larger than the whole cache)."""
         if size > self.max_bytes:
             return
@@ -100,7 +101,7 @@ def artifact_files(data_dir: Path, sha256: str, name: str) -> list[CodeFile]:
     return files
 
 
-def tree(files: list[CodeFile]) -> list[dict]:
+def tree(files: list[CodeFile]) -> list[dict[str, Any]]:
     """The file list as rows of a tree: ``{"path", "name", "depth", "dir"}`` with folders first."""
     rows, seen = [], set()
     for f in files:
@@ -137,7 +138,7 @@ def pygments_css() -> str:
     """The stylesheet of the highlighted code (served as a static file)."""
     from pygments.formatters import HtmlFormatter
 
-    return HtmlFormatter(style="friendly", nobackground=True).get_style_defs(".hl")
+    return cast(str, HtmlFormatter(style="friendly", nobackground=True).get_style_defs(".hl"))
 
 
 def diff(old: list[CodeFile], new: list[CodeFile]) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any, cast
 
 from markdown_it import MarkdownIt
 from markdown_it.renderer import RendererHTML
@@ -41,7 +42,7 @@ def _renderer() -> MarkdownIt:
     md.disable(["image", "html_block", "html_inline"])
 
     def link_open(
-        self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: dict
+        self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: dict[str, Any]
     ) -> str:
         """Every link: nofollow, no opener, no referrer."""
         tokens[idx].attrSet("rel", "nofollow noopener noreferrer")
@@ -56,4 +57,4 @@ _MD = _renderer()
 
 def render_markdown(text: str) -> str:
     """Safe HTML of an untrusted Markdown body (escaped text, vetted links, no images, no raw HTML)."""
-    return _MD.render(text)
+    return cast(str, _MD.render(text))

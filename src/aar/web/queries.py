@@ -8,6 +8,7 @@ verdict or other agent's budget is read at all (the same split as the API's publ
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, Row, String, cast, func, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -46,7 +47,7 @@ def pick_testbed(s: Session, requested: str | None, preferred: str | None = None
 
 
 # -- leaderboard -----------------------------------------------------------------------------------
-def leaderboard(s: Session, vault: VaultCache, testbed: str, admin: bool, db_key: str = "") -> dict:
+def leaderboard(s: Session, vault: VaultCache, testbed: str, admin: bool, db_key: str = "") -> dict[str, Any]:
     """Public rows for everyone; for the admin the private board (:mod:`aar.web.board`: intervals,
     flags, audit verdicts and reasons, shipped baselines, whether the best entry beats the best
     baseline)."""
@@ -65,7 +66,9 @@ def latest_audits(s: Session, submission_ids: list[int]) -> dict[int, Audit]:
 
 
 # -- chart -----------------------------------------------------------------------------------------
-def chart_rows(s: Session, testbed: str, metric: str, after: int = 0) -> Sequence[Row]:
+def chart_rows(
+    s: Session, testbed: str, metric: str, after: int = 0
+) -> Sequence[Row[int, float, str, str, float]]:
     """``(id, created_at, agent, method, pgr)`` of every submission after id ``after``, oldest first."""
     col = _METRIC_COLS[metric]
     return s.execute(
@@ -90,7 +93,7 @@ def submissions_page(
     method: str | None = None,
     flagged: bool | None = None,
     page: int = 1,
-) -> dict:
+) -> dict[str, Any]:
     """One page of submissions, newest first, with the filters' choices and the total."""
     cond = []
     if testbed:
@@ -149,7 +152,7 @@ def submissions_page(
     }
 
 
-def submission_detail(s: Session, sid: int, admin: bool, viewer_id: int | None) -> dict | None:
+def submission_detail(s: Session, sid: int, admin: bool, viewer_id: int | None) -> dict[str, Any] | None:
     """One submission: what everyone may see, plus (admin) private figures, flags and audits, plus
     (admin or its own agent) the agent's submission budget; forum posts that cite it; its neighbours
     for the code diff."""
@@ -220,7 +223,7 @@ def submission_detail(s: Session, sid: int, admin: bool, viewer_id: int | None) 
     return out
 
 
-def posts_citing(s: Session, sid: int, limit: int = 50) -> list[dict]:
+def posts_citing(s: Session, sid: int, limit: int = 50) -> list[dict[str, Any]]:
     """Forum posts (and replies) that link submission ``sid``."""
     candidates = s.execute(
         select(Post.id, Post.parent_id, Post.title, Post.submission_ids, Post.created_at, Post.author_id)
@@ -252,7 +255,9 @@ def author_names(s: Session, ids: set[int | None]) -> dict[int | None, str]:
 
 
 # -- forum -----------------------------------------------------------------------------------------
-def forum_page(s: Session, q: str | None, tag: str | None, author: str | None, page: int = 1) -> dict:
+def forum_page(
+    s: Session, q: str | None, tag: str | None, author: str | None, page: int = 1
+) -> dict[str, Any]:
     """Top-level posts, newest first, filtered by text (title or body), tag and author; the top tags."""
     cond: list[ColumnElement[bool]] = [Post.parent_id.is_(None)]
     if q:
@@ -313,7 +318,7 @@ def forum_page(s: Session, q: str | None, tag: str | None, author: str | None, p
     return {"posts": posts, "total": total, "page": page, "n_pages": n_pages, "tags": tags}
 
 
-def thread(s: Session, post_id: int) -> dict | None:
+def thread(s: Session, post_id: int) -> dict[str, Any] | None:
     """A top-level post and its replies (raw bodies: the caller renders them safely)."""
     post = s.get(Post, post_id)
     if post is None or post.parent_id is not None:
@@ -321,7 +326,7 @@ def thread(s: Session, post_id: int) -> dict | None:
     replies = s.scalars(select(Post).where(Post.parent_id == post_id).order_by(Post.id)).all()
     names = author_names(s, {post.author_id, *(r.author_id for r in replies)})
 
-    def view(p: Post) -> dict:
+    def view(p: Post) -> dict[str, Any]:
         """A post as the thread page shows it."""
         return {
             "id": p.id,
@@ -338,7 +343,7 @@ def thread(s: Session, post_id: int) -> dict | None:
 
 
 # -- agents ----------------------------------------------------------------------------------------
-def server_agents(s: Session, only_id: int | None = None) -> list[dict]:
+def server_agents(s: Session, only_id: int | None = None) -> list[dict[str, Any]]:
     """Agents as the server knows them (submissions, budgets, revoked); ``only_id``: one agent."""
     q = select(Agent).order_by(Agent.id)
     if only_id is not None:

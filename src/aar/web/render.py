@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import Request
@@ -41,20 +42,20 @@ def _num(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _ci(e: dict | None) -> str:
+def _ci(e: dict[str, Any] | None) -> str:
     if not e:
         return "-"
     return f"{e['mean']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]"
 
 
-def _ci_block(e: dict | None) -> Markup:
+def _ci_block(e: dict[str, Any] | None) -> Markup:
     """An estimate as two lines: the mean, then its interval in small type (numbers only)."""
     if not e:
         return Markup("-")
     return Markup(f"{e['mean']:.3f}<br><small>[{e['ci_low']:.3f}, {e['ci_high']:.3f}]</small>")
 
 
-def _query(base: dict, **changes: object) -> str:
+def _query(base: dict[str, Any], **changes: object) -> str:
     merged = {k: v for k, v in {**base, **changes}.items() if v not in (None, "")}
     return "?" + urlencode(merged) if merged else ""
 
@@ -89,7 +90,7 @@ def error_page(request: Request, who: Principal | None, status: int, message: st
     return html(request, "error.html", who, status=status, title=f"Error {status}", message=message)
 
 
-def page(request: Request, template: str, build: Callable[[Principal], dict]) -> Response:
+def page(request: Request, template: str, build: Callable[[Principal], dict[str, Any]]) -> Response:
     """The common page flow: log-in check, data (``build(who)``), render; errors as HTML pages."""
     try:
         who = viewer(request)

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -63,7 +64,7 @@ def _campaign(request: Request) -> CampaignSource | None:
     return getattr(request.app.state, "dashboard_campaign", None)
 
 
-def _common(request: Request, requested: str | None, s: Session) -> dict:
+def _common(request: Request, requested: str | None, s: Session) -> dict[str, Any]:
     """What every page shows: the testbeds, the chosen one, the campaign's summary."""
     source = _campaign(request)
     state = source.state() if source else None
@@ -149,7 +150,7 @@ def static(name: str) -> Response:
 def leaderboard_page(request: Request, testbed: str | None = None) -> Response:
     """Per testbed: public figures; for the admin private figures, intervals, audits, baselines."""
 
-    def build(who: Principal) -> dict:
+    def build(who: Principal) -> dict[str, Any]:
         c = ctx(request)
         with c.db.read() as s:
             common = _common(request, testbed, s)
@@ -168,7 +169,9 @@ def _metric(who: Principal, metric: str | None) -> str:
     return metric if who.is_admin and metric in queries.METRICS else "released"
 
 
-def chart_data(request: Request, who: Principal, testbed: str | None, metric: str | None, after: int) -> dict:
+def chart_data(
+    request: Request, who: Principal, testbed: str | None, metric: str | None, after: int
+) -> dict[str, Any]:
     """Every submission after id ``after`` as a chart point (x: agent-hours, y: the metric's PGR),
     with the best baseline (admin only)."""
     c = ctx(request)
@@ -220,7 +223,7 @@ def chart_data(request: Request, who: Principal, testbed: str | None, metric: st
 def chart_page(request: Request, testbed: str | None = None, metric: str | None = None) -> Response:
     """PGR against agent-hours: one line per agent, the campaign best, the best baseline; live."""
 
-    def build(who: Principal) -> dict:
+    def build(who: Principal) -> dict[str, Any]:
         with ctx(request).db.read() as s:
             common = _common(request, testbed, s)
         chosen = _metric(who, metric)
@@ -305,7 +308,7 @@ def submissions_page(
 ) -> Response:
     """Filterable list of submissions, newest first (50 a page)."""
 
-    def build(who: Principal) -> dict:
+    def build(who: Principal) -> dict[str, Any]:
         flag = {"yes": True, "no": False}.get(flagged or "")
         with ctx(request).db.read() as s:
             common = _common(request, testbed, s)
@@ -328,7 +331,7 @@ def submissions_page(
 def submission_page(request: Request, sid: str) -> Response:
     """One submission: method, parameters, description, figures, budget use, code, forum posts."""
 
-    def build(who: Principal) -> dict:
+    def build(who: Principal) -> dict[str, Any]:
         c = ctx(request)
         number = _int(sid, 0, 0)
         with c.db.read() as s:
@@ -353,7 +356,7 @@ def submission_page(request: Request, sid: str) -> Response:
     return page(request, "submission.html", build)
 
 
-def _experiment(files: list[CodeFile]) -> dict | None:
+def _experiment(files: list[CodeFile]) -> dict[str, Any] | None:
     """The method's parameters from the artifact's ``experiment.json``, when it has one."""
     for f in files:
         if f.path == "experiment.json" and f.text:
@@ -369,7 +372,7 @@ def _experiment(files: list[CodeFile]) -> dict | None:
 def code_page(request: Request, sha: str, file: str | None = None, against: str | None = None) -> Response:
     """An artifact's file tree and one highlighted file, or its diff against another artifact."""
 
-    def build(who: Principal) -> dict:
+    def build(who: Principal) -> dict[str, Any]:
         c = ctx(request)
         with c.db.read() as s:
             common = _common(request, None, s)
@@ -404,7 +407,7 @@ def forum_page(
 ) -> Response:
     """Threads, newest first; search by text, tag and author."""
 
-    def build(who: Principal) -> dict:
+    def build(who: Principal) -> dict[str, Any]:
         with ctx(request).db.read() as s:
             common = _common(request, None, s)
             data = queries.forum_page(
@@ -425,7 +428,7 @@ def forum_page(
 def thread_page(request: Request, post_id: str) -> Response:
     """A thread: the post and its replies, Markdown rendered safely."""
 
-    def build(who: Principal) -> dict:
+    def build(who: Principal) -> dict[str, Any]:
         number = _int(post_id, 0, 0)
         with ctx(request).db.read() as s:
             common = _common(request, None, s)
@@ -445,7 +448,7 @@ def agents_page(request: Request) -> Response:
     """Agents: direction, status, agent-hours, tokens, dollars, budget left, restarts; the sandbox
     trail (admin). An agent's token sees its own row only."""
 
-    def build(who: Principal) -> dict:
+    def build(who: Principal) -> dict[str, Any]:
         source = _campaign(request)
         state = source.state() if source else None
         only = None if who.is_admin else who.name

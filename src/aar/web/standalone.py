@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from fastapi import FastAPI
 from sqlalchemy import Connection, create_engine, event
@@ -115,7 +115,7 @@ def free_port(host: str, preferred: int) -> int:
                 s.bind((host, port))
             except OSError:
                 continue
-            return s.getsockname()[1]
+            return cast(int, s.getsockname()[1])
     raise OSError(f"no free TCP port on {host}")
 
 
@@ -164,7 +164,7 @@ class PendingDashboard:
 class LiveDashboard:
     """``aar dashboard DIR --wait`` as a child process of a running campaign (stopped with it)."""
 
-    def __init__(self, proc: subprocess.Popen | None, url: str | None) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes] | None, url: str | None) -> None:
         """A started dashboard (or none, when it could not start)."""
         self.proc, self.url = proc, url
 

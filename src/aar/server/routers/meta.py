@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
@@ -38,7 +40,7 @@ def me(request: Request, who: AnyUser) -> Response:
 
 
 @router.get("/v1/health")
-def health(request: Request, who: AnyUser) -> dict:
+def health(request: Request, who: AnyUser) -> dict[str, Any]:
     """Liveness plus a database round trip."""
     with ctx(request).db.read() as s:
         s.execute(select(1))
