@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -134,6 +135,7 @@ def kill_tree(root: int, pids: list[int] | None = None, grace: float = 2.0) -> N
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and _running(root):
         time.sleep(0.01)
+    action: Callable[[], None]
     for action in (lambda: os.kill(root, signal.SIGKILL), lambda: os.killpg(root, signal.SIGKILL)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             action()

@@ -22,7 +22,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -81,7 +81,7 @@ def accuracy_estimate(correct: np.ndarray) -> dict[str, Any]:
 
 def _correct(probs: dict[str, float], ids: list[str], labels: np.ndarray) -> np.ndarray:
     p = np.array([probs[i] for i in ids], dtype=float)
-    return ((p > 0.5).astype(int) == labels).astype(float)
+    return cast(np.ndarray, ((p > 0.5).astype(int) == labels).astype(float))
 
 
 def run_baseline(

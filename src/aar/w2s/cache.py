@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -58,7 +58,7 @@ def save_torch_atomic(obj: object, path: Path) -> None:
 def load_json(path: Path) -> dict[str, Any]:
     """Read a JSON cache file, turning any failure into a :class:`CacheError` naming the file."""
     try:
-        return json.loads(Path(path).read_text())
+        return cast(dict[str, Any], json.loads(Path(path).read_text()))
     except (OSError, ValueError) as e:
         raise CacheError(f"corrupt or unreadable cache file {path}: {e}; delete it to rebuild") from e
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from scipy import stats as _stats
@@ -166,7 +166,7 @@ def _pgr_rows(acc: np.ndarray, weak: np.ndarray | float, ceiling: np.ndarray | f
     gap = np.asarray(ceiling, dtype=float) - np.asarray(weak, dtype=float)
     if np.any(gap <= 1e-9):
         raise GapError("PGR undefined: the ceiling does not exceed the weak baseline on this sample")
-    return (acc - weak) / gap
+    return cast(np.ndarray, (acc - weak) / gap)
 
 
 def pgr_estimate(

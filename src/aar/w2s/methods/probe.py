@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 
@@ -48,4 +50,4 @@ def run(ctx: MethodContext, l2: float, keep: float, soft: bool) -> np.ndarray:
     y = p[idx] if soft else (p[idx] > 0.5).astype(float)
     w, b = fit_logistic((feats[idx] - mu) / sd, y, l2)
     z = ((model.features(ctx.predict_inputs) - mu) / sd) @ w + b
-    return 1 / (1 + np.exp(-np.clip(z, -50, 50)))
+    return cast(np.ndarray, 1 / (1 + np.exp(-np.clip(z, -50, 50))))

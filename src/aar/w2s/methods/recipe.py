@@ -26,6 +26,7 @@ fallback is a trained student, not a test-time ensemble with the weak model.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 
@@ -63,12 +64,12 @@ MAX_TRAININGS = 4  # ensemble * (1 + rounds): keeps one run within a few vanilla
 def logit(p: np.ndarray) -> np.ndarray:
     """Log-odds of probabilities, clipped away from 0 and 1."""
     p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+    return cast(np.ndarray, np.log(p / (1 - p)))
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """Inverse of :func:`logit`."""
-    return 1 / (1 + np.exp(-np.clip(z, -50, 50)))
+    return cast(np.ndarray, 1 / (1 + np.exp(-np.clip(z, -50, 50))))
 
 
 def prior_logits(model: JudgeModel, examples: list[Example]) -> np.ndarray:

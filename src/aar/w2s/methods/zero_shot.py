@@ -1,6 +1,7 @@
 """Unsupervised elicitation, zero-shot: the strong model's own prior, no teacher at all."""
 
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 
@@ -23,4 +24,4 @@ def run(ctx: MethodContext, consistency: bool) -> np.ndarray:
         zs = model.zero_shot_logits(swapped)
         pair = np.array([e.pairwise for e in ctx.predict_inputs])
         z = np.where(pair, (z - zs) / 2, z)
-    return 1 / (1 + np.exp(-np.clip(z, -50, 50)))
+    return cast(np.ndarray, 1 / (1 + np.exp(-np.clip(z, -50, 50))))

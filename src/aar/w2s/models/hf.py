@@ -39,7 +39,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -282,13 +282,13 @@ class Backbone:
 
     def _ids(self, text: str) -> list[int]:
         if self.chat:
-            return self.tok(text, add_special_tokens=False)["input_ids"]
+            return cast(list[int], self.tok(text, add_special_tokens=False)["input_ids"])
         # the original's base-model format: [BOS] + body + "Label:", tokenized separately
         body = text[: -len(LABEL_PROMPT)] if text.endswith(LABEL_PROMPT) else text
         bos = [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
         enc = self.tok.encode
         tail = enc(LABEL_PROMPT, add_special_tokens=False) if text.endswith(LABEL_PROMPT) else []
-        return bos + enc(body, add_special_tokens=False) + tail
+        return cast(list[int], bos + enc(body, add_special_tokens=False) + tail)
 
     def encode(self, ex: Example) -> list[int]:
         """Token ids of ``ex``'s prompt, at most ``max_length`` long, ending where the label token goes."""
@@ -341,7 +341,7 @@ class Backbone:
     def last_hidden(self, examples: Sequence[Example]) -> torch.Tensor:
         """Final-layer hidden state at the last prompt position (before the label), float32 on the CPU."""
         out = self.model(**self.batch(examples), use_cache=False, output_hidden_states=True)
-        return out.hidden_states[-1][:, -1, :].float().cpu()
+        return cast(torch.Tensor, out.hidden_states[-1][:, -1, :].float().cpu())
 
 
 def _accepts(fn: Callable[..., object], name: str) -> bool:

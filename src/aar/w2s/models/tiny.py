@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -85,7 +85,7 @@ class Block(nn.Module):
         q, k, v = (z.view(b, t, self.n_head, d // self.n_head).transpose(1, 2) for z in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
-        return x + self.mlp(self.ln2(x))
+        return cast(torch.Tensor, x + self.mlp(self.ln2(x)))
 
 
 class GPT(nn.Module):
@@ -119,7 +119,7 @@ class GPT(nn.Module):
         x = self.tok(idx) + self.pos(torch.arange(t, device=idx.device))
         for blk in self.blocks:
             x = blk(x)
-        return self.ln_f(x)
+        return cast(torch.Tensor, self.ln_f(x))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Next-token logits, shape (batch, time, vocab)."""
