@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, String, cast, func, or_, select
+from sqlalchemy import Row, String, cast, func, select
 from sqlalchemy.orm import Session, aliased
 
 from aar.server.boards import public_rows
+from aar.server.forum_filters import top_level_post_filters
 from aar.server.models import Agent, Artifact, Audit, Ladder, Post, PostTag, Submission, Testbed
 from aar.server.vault import VaultCache
 from aar.web.board import admin_leaderboard, estimate
@@ -259,23 +260,7 @@ def forum_page(
     s: Session, q: str | None, tag: str | None, author: str | None, page: int = 1
 ) -> dict[str, Any]:
     """Top-level posts, newest first, filtered by text (title or body), tag and author; the top tags."""
-    cond: list[ColumnElement[bool]] = [Post.parent_id.is_(None)]
-    if q:
-        needle = q.lower()
-        cond.append(
-            or_(
-                func.lower(Post.title).contains(needle, autoescape=True),
-                func.lower(Post.body).contains(needle, autoescape=True),
-            )
-        )
-    if tag:
-        cond.append(Post.id.in_(select(PostTag.post_id).where(PostTag.tag == tag)))
-    if author:
-        cond.append(
-            Post.author_id.is_(None)
-            if author == "admin"
-            else Post.author_id.in_(select(Agent.id).where(Agent.name == author))
-        )
+    cond = top_level_post_filters(q, tag, author)
     total = s.scalar(select(func.count()).select_from(Post).where(*cond)) or 0
     n_pages = max(1, -(-total // FORUM_PAGE))
     page = min(max(1, page), n_pages)

@@ -11,7 +11,7 @@ from typing import cast
 
 from fastapi import APIRouter, Request
 from markdown_it import MarkdownIt
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 from starlette.responses import Response
 
@@ -28,6 +28,7 @@ from aar.server.deps import (
     page_bounds,
 )
 from aar.server.errors import ApiError, error_responses
+from aar.server.forum_filters import top_level_post_filters
 from aar.server.models import Agent, Artifact, Post, PostTag, Submission
 from aar.server.schemas import Page, PostIn, PostView, ReplyIn, Thread
 
@@ -156,23 +157,7 @@ def list_posts(
 ) -> Response:
     """Top-level posts, newest first; filter by text (title or body), tag and author name."""
     limit, offset = page_bounds(limit, offset)
-    cond: list[ColumnElement[bool]] = [Post.parent_id.is_(None)]
-    if q:
-        needle = q.lower()
-        cond.append(
-            or_(
-                func.lower(Post.title).contains(needle, autoescape=True),
-                func.lower(Post.body).contains(needle, autoescape=True),
-            )
-        )
-    if tag:
-        cond.append(Post.id.in_(select(PostTag.post_id).where(PostTag.tag == tag)))
-    if author:
-        cond.append(
-            Post.author_id.in_(select(Agent.id).where(Agent.name == author))
-            if author != "admin"
-            else Post.author_id.is_(None)
-        )
+    cond = top_level_post_filters(q, tag, author)
     reply_alias = aliased(Post)
     n_replies = (
         select(func.count())
