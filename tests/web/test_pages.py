@@ -170,7 +170,7 @@ def test_the_live_dashboard_of_a_campaign_waits_for_its_set_up(tmp_path, monkeyp
     live = start_live(tmp_path / "campaign", say=said.append)
     try:
         assert live.url and said and said[0].startswith(f"dashboard: {live.url}")
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a safety net: the loop waits for the port
         while True:  # the child process binds its port after importing the server
             try:
                 first = httpx.get(live.url, timeout=10)

@@ -62,7 +62,7 @@ def _serve(directory: Path) -> tuple[subprocess.Popen, str]:
 
 def _get_when_up(client: httpx.Client, url: str, proc: subprocess.Popen) -> httpx.Response:
     """The first answer of the freshly started server (it binds its port after printing the URL)."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a safety net: the loop waits for the server to answer
     while True:
         try:
             return client.get(url)
