@@ -48,3 +48,66 @@ def test_failing_method_reports_its_error(view, tmp_path):
     res = ExperimentRunner(view, tmp_path / "ws").run(str(bad), {}, [0])
     assert not res.ok and not res.timed_out and "boom" in res.error
     assert os.path.exists(tmp_path / "ws" / "runs" / res.run_id / "result.json")
+
+
+# -- the warm worker ------------------------------------------------------------------------------
+def _wait_gone(pid: int) -> bool:
+    deadline = time.monotonic() + 60  # a safety net: the loop waits for the process to go
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not _alive(pid)
+
+
+def test_warm_worker_runs_requests_in_one_process_and_survives_a_failing_method(view, tmp_path):
+    with ExperimentRunner(view, tmp_path / "ws") as runner:
+        first = runner.run("probe", {}, [0, 1])
+        assert first.ok, first.error
+        assert runner._worker is not None
+        pid = runner._worker.proc.pid
+        bad = runner.run("probe", {"no_such_knob": 1}, [0])  # the method refuses: an error, not a crash
+        assert not bad.ok and not bad.timed_out and "no_such_knob" in bad.error
+        again = runner.run("probe", {}, [0], splits=("test",))
+        assert again.ok, again.error
+        assert runner._worker is not None and runner._worker.proc.pid == pid  # the same warm process
+        assert again.probs[0] == {i: p for i, p in first.probs[0].items() if i in again.probs[0]}
+        for run in (first, again):
+            blob = (tmp_path / "ws" / "runs" / run.run_id / "s0.json").read_text()
+            assert '"run_seconds"' in blob
+    assert _wait_gone(pid), "closing the runner left its warm worker running"
+
+
+def test_warm_worker_is_replaced_after_a_timeout_kill_and_after_agent_code(view, tmp_path):
+    method = tmp_path / "hang.py"
+    method.write_text(HANG)
+    with ExperimentRunner(view, tmp_path / "ws", timeout_s=60) as runner:
+        runner.start()
+        assert runner._worker is not None
+        old = runner._worker.proc.pid
+        res = runner.run(str(method), {}, [0], timeout_s=8)
+        assert res.timed_out and "killed" in res.error
+        assert _wait_gone(old) and _wait_gone(int((tmp_path / "child.pid").read_text()))
+        assert runner._worker is not None and runner._worker.proc.pid != old  # a fresh one, started at once
+        fresh = runner._worker.proc.pid
+        ok = tmp_path / "ok.py"
+        ok.write_text("NAME = 'ok'\nPARAMS = {}\ndef run(ctx):\n    return [0.5] * len(ctx.predict_inputs)\n")
+        res = runner.run(str(ok), {}, [0])
+        assert res.ok, res.error
+        # agent code ran in that worker: it is retired, and the next run gets another fresh process
+        assert _wait_gone(fresh) and runner._worker is not None and runner._worker.proc.pid != fresh
+        assert runner.run("probe", {}, [0]).ok
+
+
+def test_a_worker_that_dies_mid_run_is_an_error_and_is_replaced(view, tmp_path):
+    die = tmp_path / "die.py"
+    die.write_text("import os\nNAME = 'die'\nPARAMS = {}\ndef run(ctx):\n    print('going'); os._exit(7)\n")
+    with ExperimentRunner(view, tmp_path / "ws") as runner:
+        res = runner.run(str(die), {}, [0])
+        assert not res.ok and not res.timed_out and "status 7" in res.error and "going" in res.error
+        assert runner.run("probe", {}, [0]).ok
+
+
+def test_per_run_workers_still_work(view, tmp_path):
+    runner = ExperimentRunner(view, tmp_path / "ws", warm=False)
+    res = runner.run("probe", {}, [0])
+    assert res.ok, res.error
+    assert runner._worker is None

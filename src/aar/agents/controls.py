@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic.dataclasses import dataclass
 
+from aar.agents import timing
 from aar.agents.notes import NOTES_VERSION, validate_notes
 from aar.agents.space import GRID, RECIPE_DEFAULTS, Config, valid
 from aar.agents.tools import AgentEnv, call_tool
@@ -137,7 +138,8 @@ class ControlResearcher:
 
     def save(self) -> None:
         """Write the state atomically."""
-        write_json_atomic(self.path, asdict(self.state), indent=1)
+        with timing.span("notes"):
+            write_json_atomic(self.path, asdict(self.state), indent=1)
 
     def tool(self, name: str, **args: object) -> dict[str, Any]:
         """Call one agent tool (the same layer every researcher uses)."""

@@ -12,14 +12,19 @@ whole group when the timeout (or the agent's remaining time) runs out, and the a
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import select
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aar.agents.procs import start_group, wait_or_kill
+from aar.agents import timing
+from aar.agents.procs import die_with_parent, kill_group, start_group, wait_or_kill
 from aar.agents.runs import RunRequest, read_seed
 
 # Seconds one experiment may run before its process group is killed (campaign default, ``aar run-agent``
@@ -54,7 +59,15 @@ class ExperimentResult:
 
 
 class ExperimentRunner:
-    """Starts experiment workers for one agent, each in its own process group, with a timeout."""
+    """Runs an agent's experiments in a worker process of its own process group, with a timeout.
+
+    By default (``warm``) one long-lived worker (``python -m aar.w2s.worker --serve``) takes the runs
+    one at a time, so its interpreter start and imports are paid once rather than per run; it reads the
+    view afresh for every run. It is replaced by a fresh one (started at once, so it is ready by the next
+    run) when a run times out (the whole group is killed, as for a per-run worker), when it dies, after a
+    method *file* (agent code: nothing it leaves in the process reaches a later run) and after
+    ``max_warm_runs`` runs. With ``warm=False`` every run starts its own worker process.
+    """
 
     def __init__(
         self,
@@ -64,20 +77,45 @@ class ExperimentRunner:
         python: str | None = None,
         env: dict[str, str] | None = None,
         holdout: float = 0.1,
+        warm: bool = True,
+        max_warm_runs: int = 25,
     ) -> None:
         """Runner on the public view ``view``, keeping runs under ``workspace/runs``; ``holdout`` is the
         share of ``train_unlabel`` kept from every method for diagnostics (0: none)."""
+        if max_warm_runs < 1:
+            raise ValueError(f"max_warm_runs must be >= 1, got {max_warm_runs}")
         self.view = Path(view)
         self.runs_dir = Path(workspace) / "runs"
         self.timeout_s = timeout_s
         self.python = python or sys.executable
         self.env = env
         self.holdout = holdout
+        self.warm = warm
+        self.max_warm_runs = max_warm_runs
+        self._worker: WarmWorker | None = None
 
     def _new_run_id(self) -> str:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         n = sum(1 for p in self.runs_dir.iterdir() if p.is_dir())
         return f"r{n + 1:04d}"
+
+    def start(self) -> None:
+        """Start the warm worker now (its imports overlap whatever the agent does before its first run)."""
+        if self.warm and (self._worker is None or not self._worker.alive()):
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            self._worker = WarmWorker(self.python, self.runs_dir / "worker.log", self.env, self.runs_dir)
+
+    def close(self) -> None:
+        """Stop the warm worker (its whole process group)."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    def __enter__(self) -> ExperimentRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def run(
         self,
@@ -88,6 +126,17 @@ class ExperimentRunner:
         timeout_s: float | None = None,
     ) -> ExperimentResult:
         """Run ``method`` with ``params`` for each seed; never raises for what the method does."""
+        with timing.span("experiment_overhead"):
+            return self._run(method, params, seeds, splits, timeout_s)
+
+    def _run(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        seeds: list[int] | tuple[int, ...],
+        splits: tuple[str, ...],
+        timeout_s: float | None,
+    ) -> ExperimentResult:
         run_id = self._new_run_id()
         out = self.runs_dir / run_id
         out.mkdir()
@@ -102,13 +151,17 @@ class ExperimentRunner:
         ).write(out)
         limit = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
         t0 = time.monotonic()
-        proc = start_group(
-            [self.python, "-m", "aar.w2s.worker", str(request)],
-            out / "worker.log",
-            env=self.env,
-            cwd=out,
-        )
-        code, timed_out = wait_or_kill(proc, limit)
+        if self.warm:
+            code, timed_out, waited = self._run_warm(request, limit, method.endswith(".py"))
+        else:
+            proc = start_group(
+                [self.python, "-m", "aar.w2s.worker", str(request)],
+                out / "worker.log",
+                env=self.env,
+                cwd=out,
+            )
+            code, timed_out = wait_or_kill(proc, limit)
+            waited = time.monotonic() - t0
         res = ExperimentResult(
             run_id,
             method,
@@ -119,6 +172,7 @@ class ExperimentRunner:
             timed_out=timed_out,
             wall_seconds=round(time.monotonic() - t0, 2),
         )
+        inside = 0.0
         for seed in seeds:
             blob = read_seed(out, seed)
             if blob is None:
@@ -127,13 +181,108 @@ class ExperimentRunner:
             res.seconds.append(blob.seconds)
             res.holdout_probs.append(blob.holdout_probs or {})
             res.params = res.params if blob.params is None else blob.params
+            inside += blob.seconds if blob.run_seconds is None else blob.run_seconds
+        # a run killed at its limit was inside the method until then
+        timing.record("experiment", min(waited, max(inside, waited if timed_out else 0.0)))
         if timed_out:
             res.error = f"timed out after {limit:.0f}s; the experiment's process group was killed"
         elif (out / "error.txt").exists():
             res.error = (out / "error.txt").read_text()[:2000]
         elif code != 0:
-            tail = (out / "worker.log").read_text(errors="replace")[-1500:]
+            log = out / "worker.log"
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
             res.error = f"worker exited with status {code}: {tail}"
         res.ok = res.error is None and len(res.probs) == len(res.seeds)
         (out / "result.json").write_text(json.dumps(res.summary(), indent=1))
         return res
+
+    def _run_warm(self, request: Path, limit: float, agent_code: bool) -> tuple[int | None, bool, float]:
+        """One request on the warm worker: (exit code, 0 when it answered; timed out; seconds waited)."""
+        self.start()
+        worker = self._worker
+        assert worker is not None
+        answer, timed_out, waited = worker.request(request, limit)
+        worker.runs += 1
+        if answer is None or agent_code or worker.runs >= self.max_warm_runs:
+            # killed at its limit, dead, or done with agent code or its share of runs: a fresh one next
+            died = worker.close()
+            code = died if answer is None else _answer_code(answer)
+            self._worker = None
+            self.start()
+            return code, timed_out, waited
+        return _answer_code(answer), False, waited
+
+
+def _answer_code(answer: dict[str, Any]) -> int:
+    """The warm worker's answer as a per-run worker's exit code: 0 when the request ran, 1 when it failed."""
+    return 0 if answer.get("ok") else 1
+
+
+class WarmWorker:
+    """One ``python -m aar.w2s.worker --serve`` process: the leader of its own process group (killed whole,
+    and with this process), fed request paths on stdin, answering one JSON line each on stdout."""
+
+    def __init__(self, python: str, log_path: Path, env: dict[str, str] | None, cwd: Path) -> None:
+        """Start the worker; its stderr (imports, anything between requests) goes to ``log_path``."""
+        with open(log_path, "ab") as log:
+            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+                [python, "-m", "aar.w2s.worker", "--serve"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                close_fds=True,
+                preexec_fn=die_with_parent,
+            )
+        self.runs = 0
+        self._buffer = b""
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc.poll() is None
+
+    def request(self, request: Path, limit: float) -> tuple[dict[str, Any] | None, bool, float]:
+        """Send ``request`` and wait up to ``limit`` seconds for its answer; on timeout kill the whole group.
+
+        Returns (the answer or None, timed out, seconds waited). None without a timeout: the worker died.
+        """
+        t0 = time.monotonic()
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(f"{request}\n".encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return None, False, time.monotonic() - t0
+        deadline = t0 + max(0.0, limit)
+        fd = self.proc.stdout.fileno()
+        while True:
+            while b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(msg, dict) and msg.get("done") == str(request):
+                    return msg, False, time.monotonic() - t0
+            left = deadline - time.monotonic()
+            if left <= 0:
+                kill_group(self.proc)
+                return None, True, time.monotonic() - t0
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:  # the worker is gone
+                    return None, False, time.monotonic() - t0
+                self._buffer += chunk
+
+    def close(self) -> int | None:
+        """End the worker and anything it left in its group; its exit code."""
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        code = kill_group(self.proc)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return code

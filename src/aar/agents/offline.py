@@ -43,6 +43,7 @@ from typing import Any
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
 
+from aar.agents import timing
 from aar.agents.notes import NOTES_VERSION, validate_notes
 from aar.agents.space import Config, combine, mutate
 from aar.agents.tools import AgentEnv, call_tool
@@ -62,6 +63,7 @@ class ResearcherSettings:
     min_seed_agreement: float = 0.7
     min_balance: float = 0.1  # a run predicting one class for more than 90% of inputs has collapsed
     min_step_seconds: float = 20.0  # stop when less time than this is left
+    warm_experiments: bool = True  # one long-lived experiment worker (False: a process per run)
 
 
 @dataclass
@@ -166,8 +168,9 @@ class OfflineResearcher:
 
     def save(self) -> None:
         """Write the state atomically."""
-        self.state.rng = _jsonable(self.rng.getstate())
-        write_json_atomic(self.path, asdict(self.state), indent=1)
+        with timing.span("notes"):
+            self.state.rng = _jsonable(self.rng.getstate())
+            write_json_atomic(self.path, asdict(self.state), indent=1)
 
     def rec(self, key: str) -> Record:
         return Record(**self.state.records[key])

@@ -76,6 +76,9 @@ def _client() -> Client:
 
 def main(config_path: str) -> int:
     """Run the agent's backend until its deadline; exit 0 when it stopped normally."""
+    from aar.agents import timing
+
+    started = timing.process_start_time()
     import torch
 
     torch.set_num_threads(1)
@@ -93,8 +96,13 @@ def main(config_path: str) -> int:
         log(f"backend {cfg.backend!r} is not available in this build; only 'offline' is")
         return 2
     ws = Path(cfg.workspace)
-    runner = ExperimentRunner(Path(cfg.view), ws, timeout_s=cfg.experiment_timeout_s)
-    with _client() as client:
+    timing.configure(ws, started_at=started)
+    settings = ResearcherSettings(**cfg.settings)
+    runner = ExperimentRunner(
+        Path(cfg.view), ws, timeout_s=cfg.experiment_timeout_s, warm=settings.warm_experiments
+    )
+    runner.start()  # the warm experiment worker imports while the agent reads the server
+    with runner, _client() as client:
         env = AgentEnv(client, cfg.testbed_id, Path(cfg.view), ws, runner)
         if cfg.researcher in CONTROL_KINDS:
             log(f"starting {cfg.researcher} control, seed {cfg.seed}, {cfg.deadline - time.time():.0f}s left")
@@ -116,7 +124,7 @@ def main(config_path: str) -> int:
             cfg.seed,
             cfg.deadline,
             cfg.max_submissions,
-            ResearcherSettings(**cfg.settings),
+            settings,
             log=log,
         )
         state = researcher.run()

@@ -40,7 +40,8 @@ class SeedOutput(BaseModel):
 
     seed: int | None = None
     params: dict[str, Any] | None = None  # the parameters the method ran with
-    seconds: float = 0.0
+    seconds: float = 0.0  # the method's own run (method.run), as the method runner measured it
+    run_seconds: float | None = None  # the worker's measure around the whole run of the seed
     probs: dict[str, float]  # example id -> P(label=1), over the requested splits
     holdout_probs: dict[str, float] | None = None  # on the held-out slice of train_unlabel
 

@@ -85,12 +85,15 @@ class Timing:
             }
         )
         with self._lock:
-            if self._file is None:
-                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
-                if _torn(self.path):  # a kill mid-write left half a line: end it, so this one stands alone
-                    self._file.write("\n")
-            self._file.write(line + "\n")
-            self._file.flush()
+            try:
+                if self._file is None:
+                    self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+                    if _torn(self.path):  # a kill mid-write left half a line: end it first
+                        self._file.write("\n")
+                self._file.write(line + "\n")
+                self._file.flush()
+            except OSError:  # a full disk or a file taken away: measuring must never stop the agent
+                self.path = None
 
     def _first(self, now: float) -> None:
         if self._started_at is not None:
@@ -213,11 +216,12 @@ def read_spans(workspace: Path) -> list[dict[str, float | str]]:
     return spans
 
 
-def summarize(workspace: Path) -> dict[str, float]:
+def summarize(workspace: Path, *more: Path) -> dict[str, float]:
     """Seconds per kind over every span recorded in ``workspace`` (every kind of :data:`KINDS` present,
-    0.0 when none was recorded; other kinds as found)."""
+    0.0 when none was recorded; other kinds as found), and in the folders ``more`` (an LLM agent's
+    model calls are timed outside its workspace, in the loop's store)."""
     out = dict.fromkeys(KINDS, 0.0)
-    for s in read_spans(workspace):
+    for s in [s for folder in (workspace, *more) for s in read_spans(folder)]:
         kind = str(s["kind"])
         out[kind] = out.get(kind, 0.0) + float(s["seconds"])
     return {k: round(v, 3) for k, v in out.items()}

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from aar.agents import artifacts
+from aar.agents import artifacts, timing
 from aar.agents.diagnostics import diagnostics
 from aar.agents.experiments import ExperimentRunner
 from aar.agents.runs import has_request, read_request, read_seed
@@ -97,11 +97,33 @@ def tool_specs() -> list[dict[str, Any]]:
     return RESEARCH.specs()
 
 
+# Tools that are calls to the scoring server (their time is the agent's ``server`` time, see
+# aar.agents.timing); run_experiment times its own parts (experiment, diagnostics), testbed_info is local.
+SERVER_TOOLS = frozenset(
+    {
+        "submit",
+        "my_submissions",
+        "submission_info",
+        "forum_list",
+        "forum_search",
+        "forum_read",
+        "forum_post",
+        "forum_reply",
+        "code_upload",
+        "code_download",
+        "leaderboard",
+    }
+)
+
+
 def call_tool(env: AgentEnv, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
     """Check ``args`` against the tool's signature, run it, and turn failures into ``{"error": ...}``."""
     t = TOOLS.get(name)
     if t is None:
         return unknown_tool(name, list(TOOLS))
+    if name in SERVER_TOOLS:
+        with timing.span("server"):
+            return run_tool(t, env, args)
     return run_tool(t, env, args)
 
 
@@ -185,10 +207,11 @@ def run_experiment(
                     used.append(seed)
         ids = [i for s in res.splits for i in env.split_ids(s)]
         prior = env.prior() if Path(method).stem != "zero_shot" else None
-        teachers = [env.teacher(s) for s in used] if all(held) else None
-        out["diagnostics"] = diagnostics(probs, ids, res.seconds, prior, held, teachers)
-        out["diagnostics"]["seeds"] = used
-        (env.runner.runs_dir / res.run_id / "diagnostics.json").write_text(json.dumps(out["diagnostics"]))
+        with timing.span("diagnostics"):
+            teachers = [env.teacher(s) for s in used] if all(held) else None
+            out["diagnostics"] = diagnostics(probs, ids, res.seconds, prior, held, teachers)
+            out["diagnostics"]["seeds"] = used
+            (env.runner.runs_dir / res.run_id / "diagnostics.json").write_text(json.dumps(out["diagnostics"]))
     return out
 
 

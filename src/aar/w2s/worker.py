@@ -5,6 +5,9 @@
 for diagnostics, see :func:`aar.w2s.experiment.holdout_ids`). Each seed's predictions are written to
 ``out_dir/s<seed>.json`` as soon as they exist; errors go to ``out_dir/error.txt``.
 
+``python -m aar.w2s.worker --serve`` is the warm form of the same worker (:func:`serve`): it imports
+once and then runs the requests whose paths arrive on its stdin, one at a time, answering each on stdout.
+
 Why a child process: a method file is untrusted code. The child loads only the label-free public view
 (inputs, the teacher's ``train_unlabel`` outputs, the strong checkpoint), so nothing in its memory
 holds a label, whatever the method walks (``gc.get_objects()``, bound methods, module globals). Agents'
@@ -28,7 +31,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +40,42 @@ ISOLATION_UID = 64900  # the unprivileged uid of operator-side method sandboxes 
 
 def main(request_path: str) -> int:
     """Run the request; exit 0 on success, 1 on a method error."""
+    _setup()
+    return 0 if run_request(Path(request_path)) else 1
+
+
+def _setup() -> None:
+    """What every request needs, done once per process: torch on one thread, the science imported."""
     import torch
 
     torch.set_num_threads(1)
+    import aar.w2s.experiment
+    import aar.w2s.methods.registry
+    import aar.w2s.view  # noqa: F401
+
+
+def run_request(request_path: Path) -> bool:
+    """Run one request (every seed, in this process); False when the method failed (``error.txt``).
+
+    Each seed's file carries ``run_seconds``: the wall time of the method's run itself (building its
+    context, training, predicting), measured here so the agent can tell it from the worker's overhead.
+    The view is read afresh for every request: nothing one run does to its inputs reaches the next.
+    """
+    import time
+
     from aar.fileio import write_json_atomic
     from aar.w2s.experiment import run_method
     from aar.w2s.methods.registry import get_method
     from aar.w2s.view import load_public_view
 
-    req = json.loads(Path(request_path).read_text())
+    req = json.loads(request_path.read_text())
     out = Path(req["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
     try:
         view = load_public_view(Path(req["view"]))
         method = get_method(req["method"])
         for seed in req["seeds"]:
+            t0 = time.perf_counter()
             run = run_method(
                 view,
                 method,
@@ -66,14 +90,63 @@ def main(request_path: str) -> int:
                     "seed": seed,
                     "params": run.params,
                     "seconds": run.seconds,
+                    "run_seconds": time.perf_counter() - t0,
                     "probs": run.probs,
                     "holdout_probs": run.holdout_probs,
                 },
             )
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a method's sys.exit() is its failure, not the worker's end
         (out / "error.txt").write_text(f"{type(e).__name__}: {e}\n\n{traceback.format_exc()[-3000:]}")
-        return 1
+        return False
+    return True
+
+
+def serve(inp: IO[str], proto: IO[str]) -> int:
+    """The warm worker: run the request whose path arrives on each line of ``inp``, one at a time.
+
+    Imports happen once, before the first request. Each request's output (fds 1 and 2) goes to
+    ``worker.log`` in its own ``out_dir``; when it is done, one JSON line ``{"done": PATH, "ok": BOOL}``
+    goes to ``proto``. Returns 0 when ``inp`` closes. Whoever started the worker kills its whole process
+    group when a request runs past its time (:class:`aar.agents.experiments.ExperimentRunner`).
+    """
+    _setup()
+    proto.write(json.dumps({"ready": os.getpid()}) + "\n")
+    proto.flush()
+    base_out, base_err = os.dup(1), os.dup(2)
+    for line in inp:
+        path = Path(line.strip())
+        if not line.strip():
+            continue
+        ok = False
+        try:
+            out_dir = Path(json.loads(path.read_text())["out_dir"])
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with open(out_dir / "worker.log", "ab") as log:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(log.fileno(), 1)
+                os.dup2(log.fileno(), 2)
+                try:
+                    ok = run_request(path)
+                finally:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os.dup2(base_out, 1)
+                    os.dup2(base_err, 2)
+        except (OSError, ValueError, KeyError, TypeError) as e:  # an unreadable request: say so, go on
+            print(f"request {path}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        proto.write(json.dumps({"done": str(path), "ok": ok}) + "\n")
+        proto.flush()
     return 0
+
+
+def _serve_main() -> int:
+    """``python -m aar.w2s.worker --serve``: the protocol stream is the original stdout; anything the
+    methods print goes to stderr (the log) instead."""
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return serve(sys.stdin, proto)
 
 
 @dataclass
@@ -219,4 +292,4 @@ def run_isolated(
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(_serve_main() if sys.argv[1:] == ["--serve"] else main(sys.argv[1]))

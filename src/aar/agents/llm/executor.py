@@ -69,6 +69,7 @@ def main(config_path: str) -> int:
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything printed from now on goes to the log, not the protocol stream
     sys.stdout = sys.stderr
+    from aar.agents import timing
     from aar.agents.experiments import ExperimentRunner
     from aar.agents.llm.workspace_tools import Toolbox
     from aar.agents.run_agent import AgentConfig
@@ -76,9 +77,10 @@ def main(config_path: str) -> int:
 
     cfg = AgentConfig.load(Path(config_path))
     ws = Path(cfg.workspace)
+    timing.configure(ws, started_at=timing.process_start_time())
     runner = ExperimentRunner(Path(cfg.view), ws, timeout_s=cfg.experiment_timeout_s)
     print(f"{time.strftime('%H:%M:%S')} {cfg.name}: tool executor ready in {ws}", file=sys.stderr, flush=True)
-    with _client() as client:
+    with runner, _client() as client:
         env = AgentEnv(client, cfg.testbed_id, Path(cfg.view), ws, runner)
         serve(Toolbox(env, deadline=cfg.deadline), sys.stdin, proto)
     return 0

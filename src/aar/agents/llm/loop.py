@@ -28,6 +28,7 @@ from aar.agents.llm.backend import Backend, FatalError, Tools, TransientError, T
 from aar.agents.llm.backend import retry_after_seconds as retry_after_seconds
 from aar.agents.llm.context import SUMMARY_INSTRUCTIONS, compacted, digest, estimate_tokens, repair, split
 from aar.agents.llm.pricing import BudgetExhausted, Ledger, Price, Usage
+from aar.agents.timing import TIMING_FILE, Timing
 from aar.fileio import write_text_atomic
 
 PROMPTS = Path(__file__).with_name("prompts")
@@ -132,6 +133,8 @@ class Researcher:
         self._specs: list[dict[str, Any]] | None = None
         if store is not None:
             store.mkdir(parents=True, exist_ok=True)
+        # model calls are timed here, in the supervisor (the tools' spans are the executor's: workspace)
+        self.timing = Timing(store / TIMING_FILE if store is not None else None)
         self._load()
 
     # -- persistence -------------------------------------------------------------------------------
@@ -249,7 +252,8 @@ class Researcher:
                 if self.stop_event.is_set():
                     raise Stopped("stop requested")
                 try:
-                    turn = self.backend.complete(system, messages, tools, max_out)
+                    with self.timing.span("model"):
+                        turn = self.backend.complete(system, messages, tools, max_out)
                     used = turn.usage
                     return turn
                 except TransientError as e:

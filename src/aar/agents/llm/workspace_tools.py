@@ -20,7 +20,7 @@ from pydantic import Field
 
 from aar.agents.procs import start_group, wait_or_kill
 from aar.agents.toolkit import Tool, ToolError, ToolRegistry, run_tool, unknown_tool
-from aar.agents.tools import TOOLS, AgentEnv
+from aar.agents.tools import TOOLS, AgentEnv, call_tool
 from aar.fileio import write_text_atomic
 
 NOTEBOOK = "notebook.md"
@@ -219,7 +219,7 @@ class Toolbox:
         if name in WORKSPACE_TOOLS:
             return run_tool(WORKSPACE_TOOLS[name], self, args)
         if name in TOOLS:
-            return run_tool(TOOLS[name], self.env, args)
+            return call_tool(self.env, name, args)
         return unknown_tool(name, [*TOOLS, *WORKSPACE_TOOLS])
 
     def read_notebook(self, limit: int = 12_000) -> str:
