@@ -260,6 +260,17 @@ def campaign(
     ),
     report: bool = typer.Option(True, help="Write the report at the end."),
     audit: bool = typer.Option(True, help="Audit the entries at the end (aar audit DIR)."),
+    ray: str | None = typer.Option(
+        None, "--ray", help="Run the agents on this Ray cluster's nodes (auto: the local cluster; or an "
+        "address such as 10.0.0.1:6379); needs --db-url postgresql://... (pip install 'aar[ray]')."
+    ),
+    agent_cpus: float = typer.Option(1.0, help="With --ray: CPUs each agent requests on its node."),
+    experiment_gpus: float = typer.Option(
+        0.0, help="With --ray: GPUs each agent requests for its experiments (Hugging Face testbeds)."
+    ),
+    db_url: str | None = typer.Option(
+        None, help="The campaign server's database, e.g. postgresql://USER@HOST/DB (default: SQLite)."
+    ),
 ) -> None:
     """Run automated researchers in parallel on a testbed, scored by a server; resumable; reported."""
     from aar.campaign.orchestrator import CampaignOptions, run_campaign
@@ -271,7 +282,8 @@ def campaign(
         total_submissions=total_submissions, agent_tokens=agent_tokens, agent_dollars=agent_dollars,
         total_dollars=total_dollars, total_minutes=total_minutes, seed=seed, backend=backend,
         unsafe_no_sandbox=unsafe_no_sandbox, experiment_timeout_s=experiment_timeout,
-        researcher_kind=researcher,
+        researcher_kind=researcher, ray=ray, agent_cpus=agent_cpus, experiment_gpus=experiment_gpus,
+        db_url=db_url,
     )
     if researcher not in ("offline", "random", "tuned"):
         _fail(f"unknown researcher {researcher!r}; choose offline, random or tuned")

@@ -36,7 +36,10 @@ class CampaignServer:
         srv = self.state.server
         if srv["mode"] == "local":
             if self.server is None:
-                self.server = LocalServer(Path(self.state.dir), srv["admin_token"]).start()
+                tcp = (srv["host"], int(srv["port"])) if srv.get("port") else None  # Ray: nodes reach it
+                self.server = LocalServer(
+                    Path(self.state.dir), srv["admin_token"], db_url=srv.get("db_url"), tcp=tcp
+                ).start()
             return self.server.admin()
         url = srv["url"]
         if url.startswith("unix:"):

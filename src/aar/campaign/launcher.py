@@ -162,15 +162,17 @@ class SandboxLauncher:
     isolation = "bubblewrap"
 
     def __init__(self, memory_mb: int = 4096, max_processes: int = 512, audit: AuditFn | None = None,
-                 uids: UidBlock | None = None, max_files: int = 100_000) -> None:
+                 uids: UidBlock | None = None, max_files: int = 100_000,
+                 devices: list[Path] | None = None) -> None:
         """Per-agent memory, task and file limits (the wall limit comes from each agent's budget).
 
         ``audit``: the campaign's audit callback; ``uids``: a held :class:`aar.sandbox.uids.UidBlock`
         (by default one is taken at the first start and held until :meth:`close` or the end of
-        this process).
+        this process); ``devices``: host device nodes the agents may use (the GPUs a Ray node gave
+        this agent; none by default).
         """
         self.memory_mb, self.max_processes, self.audit = memory_mb, max_processes, audit
-        self.uids, self.max_files = uids, max_files
+        self.uids, self.max_files, self.devices = uids, max_files, list(devices or [])
 
     def uid_for(self, index: int) -> int:
         """The uid of agent ``index``: unique on this machine while the campaign runs."""
@@ -210,6 +212,7 @@ class SandboxLauncher:
             limits=limits,
             uid=uid,
             gid=uid,
+            devices=self.devices,
         )
         log = open(launch.log, "ab")  # noqa: SIM115 - closed by the handle
         if launch.pipes:

@@ -40,7 +40,7 @@ from aar.campaign.launcher import (
     make_launcher,
 )
 from aar.campaign.progress import Progress
-from aar.campaign.server import LocalServer, attached_admin, new_admin_token
+from aar.campaign.server import LocalServer, attached_admin, free_port, new_admin_token
 from aar.campaign.state import AgentState, CampaignState
 from aar.campaign.timeline import all_submissions, build_timeline, write_timeline
 from aar.client import ApiError, Client
@@ -48,6 +48,7 @@ from aar.w2s.cache import make_readable
 
 MIN_RUN_SECONDS = 20.0  # an agent with less budget left is not restarted
 MAX_RESTARTS = 3  # restarts of an agent that crashed (non-zero exit status)
+MAX_NODE_LOSSES = 10  # restarts of an agent whose Ray node died (not counted as crashes)
 
 
 @dataclass
@@ -83,6 +84,10 @@ class CampaignOptions:
     researcher: dict[str, Any] = field(default_factory=dict)  # ResearcherSettings overrides
     researcher_kind: str = "offline"  # offline, or a control researcher: random, tuned (aar.agents.controls)
     grace_seconds: float = 15.0  # past its wall budget an agent is killed whatever it is doing
+    db_url: str | None = None  # the local server's database (default: SQLite in the campaign folder)
+    ray: str | None = None  # a Ray cluster's address ("auto": the local one): agents run on its nodes
+    agent_cpus: float = 1.0  # Ray: CPUs each agent's actor requests
+    experiment_gpus: float = 0.0  # Ray: GPUs each agent's actor requests (its experiments run on them)
 
     def budgets(self) -> Budgets:
         """The budgets these options imply."""
@@ -113,6 +118,16 @@ def create(
     from aar.w2s.testbeds.registry import load_testbed
 
     d = Path(opts.dir or default_dir()).absolute()
+    tcp: tuple[str, int] | None = None
+    if opts.ray:  # checked before anything is written; the server listens where the nodes reach it
+        from aar.campaign.ray_launcher import check_options, connect
+
+        check_options(opts)
+        if not opts.server:
+            host = connect(opts.ray)
+            tcp = (host, free_port(host))
+    elif opts.db_url and opts.db_url.startswith("sqlite"):
+        raise ValueError("--db-url sqlite:... is the default already; give a PostgreSQL URL or none")
     if (d / "campaign.json").exists():
         raise FileExistsError(f"{d} already holds a campaign; continue it with --resume {d}")
     d.mkdir(parents=True, exist_ok=True)
@@ -141,8 +156,12 @@ def create(
         admin = attached_admin(opts.server, opts.admin_token)
     else:
         token = new_admin_token()
-        server = LocalServer(d, token).start()
+        server = LocalServer(d, token, db_url=opts.db_url, tcp=tcp).start()
         srv = {"mode": "local", "url": None, "socket": str(server.socket), "admin_token": token}
+        if opts.db_url:
+            srv["db_url"] = opts.db_url
+        if tcp:
+            srv["host"], srv["port"] = tcp[0], str(tcp[1])
         admin = server.admin()
     with admin:
         try:
@@ -174,7 +193,7 @@ def create(
     state = CampaignState(
         dir=str(d),
         testbed=bundle.testbed_id,
-        options={**asdict(opts), "dir": str(d), "view": str(view)},
+        options={**asdict(opts), "dir": str(d), "view": str(view), "ray_namespace": f"aar-c{cid}"},
         server=srv,
         agents=agents,
     )
@@ -200,13 +219,17 @@ class Campaign:
         )
         self.budgets = self.opts.budgets()
         self.audit = AuditLog(Path(state.dir) / AUDIT_FILE)
+        if launcher is None and self.opts.ray:  # agents on a Ray cluster's nodes
+            from aar.campaign.ray_launcher import RayLauncher
+
+            launcher = RayLauncher(state, audit=self.audit)
         self.launcher = launcher or make_launcher(self.opts.unsafe_no_sandbox, audit=self.audit)
         if self.opts.backend != "offline":  # LLM backends: model loop in this process, tools in the sandbox
             from aar.agents.llm.campaign import LLMLauncher
 
             if not isinstance(self.launcher, LLMLauncher):
                 self.launcher = LLMLauncher(self.launcher, self.opts, state)
-        self.connection = CampaignServer(state, server, relay_for_agents=True)
+        self.connection = CampaignServer(state, server, relay_for_agents=not self.opts.ray)
         self.handles: dict[str, AgentHandle] = {}
         self.locks: dict[str, IO[str]] = {}  # agent name -> the held lock file of its supervisor-side folder
         self.progress = progress or Progress(f"campaign {Path(state.dir).name}")
@@ -255,9 +278,11 @@ class Campaign:
             wall_seconds=left,
             argv=list(self.opts.agent_commands.get(str(a.index)) or self.opts.agent_command or []),
         )
-        self.handles[a.name] = self.launcher.start(launch)
-        a.status, a.pid, a.stop_reason = "running", self.handles[a.name].pid, None
+        self.handles[a.name] = h = self.launcher.start(launch)
+        a.status, a.pid, a.stop_reason = "running", h.pid, None
         a.intervals.append([now, now])
+        a.nodes += [None] * (len(a.intervals) - 1 - len(a.nodes))  # states written before nodes existed
+        a.nodes.append(getattr(h, "node", None))
 
     def _stop(self, a: AgentState, reason: str, status: str = "done") -> None:
         h = self.handles.pop(a.name, None)
@@ -272,9 +297,18 @@ class Campaign:
         a.status, a.stop_reason = status, reason
 
     def _reap_leftovers(self) -> None:
-        """After a hard kill of the previous session, end any of its agent processes still alive."""
+        """After a hard kill of the previous session, end any of its agent processes still alive, or,
+        with a launcher that can (Ray), reattach to those still running: they keep their run."""
+        reattach = getattr(self.launcher, "reattach", None)
         for a in self.state.agents:
             if a.status == "running":
+                h = reattach(a.name, Path(a.workspace), Path(a.log)) if callable(reattach) else None
+                if h is not None:
+                    with contextlib.suppress(AgentBusy):
+                        self.locks[a.name] = hold_agent_lock(Path(a.workspace).parent, holder="aar campaign")
+                    self.handles[a.name] = h
+                    self.say(f"{a.name} is still running on its node; reattached")
+                    continue
                 if a.pid and _is_agent_process(a.pid):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(a.pid, signal.SIGKILL)
@@ -343,13 +377,23 @@ class Campaign:
                     continue
                 a.intervals[-1][1] = now
                 code = h.poll()
+                node = getattr(h, "node", None)
+                if node and a.nodes and a.nodes[-1] != node:
+                    a.nodes[-1] = node  # where the cluster placed it (known once it started)
                 if code is not None:
                     self.handles.pop(a.name)
                     if (lock := self.locks.pop(a.name, None)) is not None:
                         lock.close()
                     a.exit_code, a.status, a.stop_reason = code, "done", f"exited ({code})"
                     left = b.agent_seconds - a.seconds(now)
-                    if code != 0 and a.restarts < MAX_RESTARTS and left >= MIN_RUN_SECONDS:
+                    lost = getattr(h, "lost", None)
+                    if lost:  # its node died: not the agent's doing, so not counted as a crash
+                        a.stop_reason = lost
+                        if a.node_losses < MAX_NODE_LOSSES and left >= MIN_RUN_SECONDS:
+                            a.node_losses += 1
+                            self.say(f"{a.name}: {lost}; restarting it from its notes on another node")
+                            self._launch(a, now)
+                    elif code != 0 and a.restarts < MAX_RESTARTS and left >= MIN_RUN_SECONDS:
                         a.restarts += 1  # a crashed agent resumes from its own notes
                         self.say(f"{a.name} exited with status {code}; restart {a.restarts}/{MAX_RESTARTS}")
                         self._launch(a, now)

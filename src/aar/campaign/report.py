@@ -62,12 +62,13 @@ def collect(state: CampaignState, admin: Client) -> dict[str, Any]:
                 tokens=used[a.name]["tokens"],
                 cost_usd=used[a.name]["dollars"],
                 **_llm_cost(a, used[a.name]["dollars"]),
+                **_placements(a),
             )
         )
     report = ReportData(
         dir=state.dir,
         testbed=state.testbed,
-        options={k: v for k, v in state.options.items() if k not in ("admin_token",)},
+        options=_public_options(state.options),
         same_direction=state.options.get("same_direction"),
         n_agents=len(state.agents),
         weak_private_acc=board["testbed"]["weak_private"],
@@ -102,6 +103,28 @@ def collect(state: CampaignState, admin: Client) -> dict[str, Any]:
     from aar.audit.report import augment
 
     return augment(data, Path(state.dir), admin)  # audited ranking and headline (aar.audit.report)
+
+
+def _public_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The campaign options fit for the report: no admin token, no database password."""
+    out = {k: v for k, v in options.items() if k != "admin_token"}
+    if out.get("db_url"):
+        from sqlalchemy.engine import make_url
+
+        out["db_url"] = make_url(out["db_url"]).render_as_string(hide_password=True)
+    return out
+
+
+def _placements(a: AgentState) -> dict[str, Any]:
+    """Where each run of agent ``a`` took place (Ray campaigns: node address and id per run)."""
+    if not any(a.nodes):
+        return {}
+    runs = []
+    for i, (start, end) in enumerate(a.intervals):
+        node = a.nodes[i] if i < len(a.nodes) else None
+        runs.append({"start": start, "end": end, "ip": node["ip"] if node else None,
+                     "node_id": node["node_id"] if node else None})
+    return {"placements": runs, "node_losses": a.node_losses}
 
 
 def _per_hour(dollars: float, seconds: float) -> float | None:
@@ -271,6 +294,7 @@ def render(data: dict[str, Any], admin: Client, state: CampaignState, top: int =
     lines += ["", f"Campaign: ${data['cost_usd']:.4f} for {data['agent_hours']:.3f} agent-hours, "
               f"{_fmt(data.get('usd_per_agent_hour'))} USD per agent-hour"
               + (f" (price table {data['prices']['version']})." if data.get("prices") else ".")]
+    lines += _placement_lines(data)
     lines += ["", "## Best methods: code and forum posts", ""]
     for a in ranked[:top]:
         if not a["artifact_sha256"]:
@@ -285,6 +309,25 @@ def render(data: dict[str, Any], admin: Client, state: CampaignState, top: int =
             body = "\n".join("> " + ln for ln in p.body.splitlines())
             lines += [f"**Forum post {p.id}: {p.title}**", "", body, ""]
     return "\n".join(lines) + "\n"
+
+
+def _placement_lines(data: dict[str, Any]) -> list[str]:
+    """The "Where agents ran" section (Ray campaigns): one row per run of each agent."""
+    rows = [(a["name"], a.get("node_losses") or 0, p)
+            for a in data["agents"] for p in a.get("placements") or []]
+    if not rows:
+        return []
+    lines = ["", "## Where agents ran", "",
+             "Each run of each agent: the Ray node it ran on; a run ends when the agent exits, is stopped, "
+             "or its node is lost (it then restarts from its notes on another node).", "",
+             "| agent | run | node address | node id | minutes | node losses |", "|---|---|---|---|---|---|"]
+    seen: dict[str, int] = {}
+    for name, losses, p in rows:
+        seen[name] = seen.get(name, 0) + 1
+        minutes = ((p["end"] or p["start"]) - p["start"]) / 60
+        lines.append(f"| {name} | {seen[name]} | {p['ip'] or 'this machine'} | {(p['node_id'] or '-')[:12]} "
+                     f"| {minutes:.1f} | {losses} |")
+    return lines
 
 
 def _fmt(x: float | None) -> str:

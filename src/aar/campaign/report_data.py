@@ -46,6 +46,8 @@ class AgentRow(BaseModel):
     token_detail: dict[str, Any] | None = None  # LLM backends only
     model_calls: int | None = None
     model: str | None = None
+    placements: list[dict[str, Any]] | None = None  # Ray campaigns: node of each run (start, end, ip, id)
+    node_losses: int | None = None  # Ray campaigns: restarts because the agent's node died
 
 
 class ReportData(BaseModel):

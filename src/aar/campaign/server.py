@@ -22,14 +22,21 @@ class ServerError(RuntimeError):
 
 
 class LocalServer:
-    """``aar serve --uds DIR/server.sock`` on the data dir ``DIR/server``, as a child process group."""
+    """``aar serve --uds DIR/server.sock`` on the data dir ``DIR/server``, as a child process group.
 
-    def __init__(self, directory: Path, admin_token: str) -> None:
+    With ``tcp=(host, port)`` it listens there instead (a Ray campaign's nodes reach it over the
+    network), and with ``db_url`` its records live in that database (PostgreSQL for a cluster)
+    rather than in SQLite under the data dir."""
+
+    def __init__(
+        self, directory: Path, admin_token: str, db_url: str | None = None, tcp: tuple[str, int] | None = None
+    ) -> None:
         """Server for campaign directory ``directory``."""
         self.dir = Path(directory)
         self.data_dir = self.dir / "server"
         self.socket = self.dir / "server.sock"
         self.token = admin_token
+        self.db_url, self.tcp = db_url, tcp
         self.proc: subprocess.Popen[bytes] | None = None
         if len(str(self.socket)) > 100:
             raise ServerError(f"campaign directory path too long for a Unix socket: {self.socket}")
@@ -41,13 +48,16 @@ class LocalServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.socket.exists():
             self.socket.unlink()
+        listen = ["--uds", str(self.socket)]
+        if self.tcp:
+            listen = ["--host", self.tcp[0], "--port", str(self.tcp[1])]
         argv = [
             sys.executable,
             "-m",
             "aar.cli",
             "serve",
-            "--uds",
-            str(self.socket),
+            *listen,
+            *(["--db-url", self.db_url] if self.db_url else []),
             "--data-dir",
             str(self.data_dir),
             "--budget-per-hour",
@@ -61,11 +71,12 @@ class LocalServer:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise ServerError(f"server exited; see {self.data_dir / 'server.log'}")
-            if self.socket.exists():
+            if self.tcp or self.socket.exists():
                 try:
                     with self.admin() as c:
                         c.health()
-                    os.chmod(self.socket, 0o666)  # sandboxed agents run as other uids
+                    if not self.tcp:
+                        os.chmod(self.socket, 0o666)  # sandboxed agents run as other uids
                     return self
                 except (OSError, ApiError, Exception):
                     pass
@@ -73,9 +84,14 @@ class LocalServer:
         self.stop()
         raise ServerError(f"server did not answer within {timeout:.0f}s; see {self.data_dir / 'server.log'}")
 
+    @property
+    def url(self) -> str:
+        """Where it listens: ``http://host:port`` or ``unix:/path``."""
+        return f"http://{self.tcp[0]}:{self.tcp[1]}" if self.tcp else f"unix:{self.socket}"
+
     def admin(self) -> Client:
-        """An admin client over the socket."""
-        return connect(f"unix:{self.socket}", self.token)
+        """An admin client over the socket (or TCP)."""
+        return connect(self.url, self.token)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then the whole group)."""
@@ -84,6 +100,13 @@ class LocalServer:
 
             kill_group(self.proc, grace=5.0)
             self.proc = None
+
+
+def free_port(host: str) -> int:
+    """A TCP port free on ``host`` now (the campaign keeps it across resumes: nodes relay to it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def new_admin_token() -> str:

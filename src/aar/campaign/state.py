@@ -47,6 +47,9 @@ class AgentState:
     exit_code: int | None = None
     stop_reason: str | None = None
     restarts: int = 0
+    node_losses: int = 0  # restarts because the agent's node died (not the agent's doing)
+    # where each run (interval) took place: {"node_id", "ip"} on a Ray cluster, None on this machine
+    nodes: list[dict[str, str] | None] = field(default_factory=list)
 
     def seconds(self, now: float | None = None) -> float:
         """Wall seconds this agent has run, over all sessions (an open interval counts up to ``now``)."""
