@@ -61,12 +61,13 @@ class ExperimentResult:
 class ExperimentRunner:
     """Runs an agent's experiments in a worker process of its own process group, with a timeout.
 
-    By default (``warm``) one long-lived worker (``python -m aar.w2s.worker --serve``) takes the runs
-    one at a time, so its interpreter start and imports are paid once rather than per run; it reads the
-    view afresh for every run. It is replaced by a fresh one (started at once, so it is ready by the next
-    run) when a run times out (the whole group is killed, as for a per-run worker), when it dies, after a
-    method *file* (agent code: nothing it leaves in the process reaches a later run) and after
-    ``max_warm_runs`` runs. With ``warm=False`` every run starts its own worker process.
+    By default (``warm``) one long-lived worker (``python -m aar.w2s.worker --serve``) takes the runs one
+    at a time, so its interpreter start and imports are paid once rather than per run; it reads the view
+    afresh for every run. It is replaced by a fresh one (started at once, so it is ready by the next run)
+    when a run times out (the whole group is killed, as for a per-run worker), when it dies, after a
+    method *file* (agent code: nothing it leaves in the process reaches a later run) and when its memory
+    after a run exceeds ``max_worker_mb`` (what a long life may accumulate). With ``warm=False`` every run
+    starts its own worker process.
     """
 
     def __init__(
@@ -78,12 +79,12 @@ class ExperimentRunner:
         env: dict[str, str] | None = None,
         holdout: float = 0.1,
         warm: bool = True,
-        max_warm_runs: int = 25,
+        max_worker_mb: float = 1536.0,
     ) -> None:
         """Runner on the public view ``view``, keeping runs under ``workspace/runs``; ``holdout`` is the
         share of ``train_unlabel`` kept from every method for diagnostics (0: none)."""
-        if max_warm_runs < 1:
-            raise ValueError(f"max_warm_runs must be >= 1, got {max_warm_runs}")
+        if max_worker_mb <= 0:
+            raise ValueError(f"max_worker_mb must be > 0, got {max_worker_mb}")
         self.view = Path(view)
         self.runs_dir = Path(workspace) / "runs"
         self.timeout_s = timeout_s
@@ -91,7 +92,7 @@ class ExperimentRunner:
         self.env = env
         self.holdout = holdout
         self.warm = warm
-        self.max_warm_runs = max_warm_runs
+        self.max_worker_mb = max_worker_mb
         self._worker: WarmWorker | None = None
 
     def _new_run_id(self) -> str:
@@ -202,9 +203,9 @@ class ExperimentRunner:
         worker = self._worker
         assert worker is not None
         answer, timed_out, waited = worker.request(request, limit)
-        worker.runs += 1
-        if answer is None or agent_code or worker.runs >= self.max_warm_runs:
-            # killed at its limit, dead, or done with agent code or its share of runs: a fresh one next
+        big = answer is not None and float(answer.get("rss_mb") or 0.0) > self.max_worker_mb
+        if answer is None or agent_code or big:
+            # killed at its limit, dead, done with agent code, or grown too big: a fresh one next
             died = worker.close()
             code = died if answer is None else _answer_code(answer)
             self._worker = None
@@ -236,7 +237,6 @@ class WarmWorker:
                 close_fds=True,
                 preexec_fn=die_with_parent,
             )
-        self.runs = 0
         self._buffer = b""
 
     def alive(self) -> bool:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ConfigDict, TypeAdapter
 from pydantic.dataclasses import dataclass
 
-from aar.agents.experiments import EXPERIMENT_TIMEOUT_S
+from aar.agents.experiments import EXPERIMENT_TIMEOUT_S, ExperimentRunner
 from aar.fileio import write_json_atomic
 
 if TYPE_CHECKING:
@@ -79,15 +79,25 @@ def main(config_path: str) -> int:
     from aar.agents import timing
 
     started = timing.process_start_time()
+    cfg = AgentConfig.load(Path(config_path))
+    ws = Path(cfg.workspace)
+    timing.configure(ws, started_at=started)
+    warm = cfg.settings.get("warm_experiments", True) is not False  # checked with the other settings below
+    runner = ExperimentRunner(Path(cfg.view), ws, timeout_s=cfg.experiment_timeout_s, warm=warm)
+    if cfg.backend == "offline":
+        runner.start()  # first: the warm experiment worker imports while this process does
+    with runner:
+        return _run(cfg, runner, ws)
+
+
+def _run(cfg: AgentConfig, runner: ExperimentRunner, ws: Path) -> int:
+    """The agent's researcher (or control) on its runner, until its deadline."""
     import torch
 
     torch.set_num_threads(1)
     from aar.agents.controls import CONTROL_KINDS, ControlResearcher
-    from aar.agents.experiments import ExperimentRunner
     from aar.agents.offline import OfflineResearcher, ResearcherSettings
     from aar.agents.tools import AgentEnv
-
-    cfg = AgentConfig.load(Path(config_path))
 
     def log(msg: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {cfg.name}: {msg}", flush=True)
@@ -95,14 +105,8 @@ def main(config_path: str) -> int:
     if cfg.backend != "offline":
         log(f"backend {cfg.backend!r} is not available in this build; only 'offline' is")
         return 2
-    ws = Path(cfg.workspace)
-    timing.configure(ws, started_at=started)
     settings = ResearcherSettings(**cfg.settings)
-    runner = ExperimentRunner(
-        Path(cfg.view), ws, timeout_s=cfg.experiment_timeout_s, warm=settings.warm_experiments
-    )
-    runner.start()  # the warm experiment worker imports while the agent reads the server
-    with runner, _client() as client:
+    with _client() as client:
         env = AgentEnv(client, cfg.testbed_id, Path(cfg.view), ws, runner)
         if cfg.researcher in CONTROL_KINDS:
             log(f"starting {cfg.researcher} control, seed {cfg.seed}, {cfg.deadline - time.time():.0f}s left")

@@ -180,17 +180,16 @@ def record(kind: str, seconds: float) -> None:
 
 
 def process_start_time() -> float | None:
-    """Epoch seconds at which this process started (Linux ``/proc``), or None where that is unknown."""
+    """Epoch seconds at which this process started (Linux ``/proc``), or None where that is unknown.
+
+    The start is read in clock ticks after boot and set against the boot clock now (both to 10 ms;
+    ``btime`` of ``/proc/stat`` is only to the second)."""
     try:
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         ticks = int(fields[19])  # field 22 of stat(5): start time in clock ticks after boot
-        boot = next(
-            float(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime")
-        )
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        return time.time() - max(0.0, age)
+    except (OSError, ValueError, IndexError, AttributeError):
         return None
 
 

@@ -106,8 +106,9 @@ def serve(inp: IO[str], proto: IO[str]) -> int:
 
     Imports happen once, before the first request. Each request's output (fds 1 and 2) goes to
     ``worker.log`` in its own ``out_dir``; when it is done, one JSON line ``{"done": PATH, "ok": BOOL}``
-    goes to ``proto``. Returns 0 when ``inp`` closes. Whoever started the worker kills its whole process
-    group when a request runs past its time (:class:`aar.agents.experiments.ExperimentRunner`).
+    goes to ``proto`` (with ``rss_mb``, the worker's memory then). Returns 0 when ``inp`` closes. Whoever
+    started the worker kills its whole process group when a request runs past its time
+    (:class:`aar.agents.experiments.ExperimentRunner`).
     """
     _setup()
     proto.write(json.dumps({"ready": os.getpid()}) + "\n")
@@ -135,9 +136,18 @@ def serve(inp: IO[str], proto: IO[str]) -> int:
                     os.dup2(base_err, 2)
         except (OSError, ValueError, KeyError, TypeError) as e:  # an unreadable request: say so, go on
             print(f"request {path}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-        proto.write(json.dumps({"done": str(path), "ok": ok}) + "\n")
+        proto.write(json.dumps({"done": str(path), "ok": ok, "rss_mb": _rss_mb()}) + "\n")
         proto.flush()
     return 0
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now, in MiB (0.0 where ``/proc`` does not tell)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def _serve_main() -> int:
