@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 
+import httpx
 import numpy as np
 import uvicorn
 
@@ -114,3 +118,40 @@ class ServerThread:
 def unique(prefix: str) -> str:
     """A unique short name."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_process(
+    data_dir: Path,
+    port: int,
+    db_url: str | None = None,
+    workers: int = 1,
+    budget_total: int = -1,
+    budget_per_hour: int = -1,
+) -> subprocess.Popen[bytes]:
+    """``aar serve`` as a real subprocess in its own process group (so a test can kill -9 the server
+    and all its workers at once), answering /health; the wait has a generous safety net."""
+    env = {**os.environ, "AAR_ADMIN_TOKEN": ADMIN_TOKEN}
+    cmd = [sys.executable, "-m", "aar.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    cmd += ["--workers", str(workers), "--budget-per-hour", str(budget_per_hour)]
+    cmd += ["--budget-total", str(budget_total)] + (["--db-url", db_url] if db_url else [])
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    with Client(f"http://127.0.0.1:{port}", ADMIN_TOKEN, timeout=5) as c:
+        while True:
+            try:
+                c.health()
+                return proc
+            except (httpx.HTTPError, OSError):
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    proc.kill()
+                    raise RuntimeError("server did not start") from None
+                time.sleep(0.1)

@@ -5,54 +5,27 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pytest
 
 from aar.client import Client
 
-from .helpers import ADMIN_TOKEN, labels_of, make_bundle
+from .helpers import ADMIN_TOKEN, free_port, halves_of, labels_of, make_bundle, serve_process
 
 
 def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def _start(data_dir: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "AAR_ADMIN_TOKEN": ADMIN_TOKEN}
-    cmd = [
-        sys.executable,
-        "-m",
-        "aar.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--budget-per-hour",
-        "-1",
-        "--budget-total",
-        "-1",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    with Client(f"http://127.0.0.1:{port}", ADMIN_TOKEN, timeout=2) as c:
-        while True:
-            try:
-                c.health()
-                return proc
-            except (httpx.HTTPError, OSError):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.1)
+    return serve_process(data_dir, port)
 
 
 def test_kill_9_mid_stream_then_restart(tmp_path):
@@ -164,3 +137,82 @@ def test_kill_9_during_an_upload_leaves_no_temp_file(tmp_path):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_kill_9_of_all_workers_loses_no_acknowledged_submission(tmp_path, fresh_db_url):
+    """16 clients submit to two worker processes (group commit) until every server process is killed
+    with SIGKILL at once; after a restart every submission that got a 201 is there, with the score the
+    receipt showed and the figures its predictions earn, its audit entry and its count."""
+    port = free_port()
+    proc = serve_process(tmp_path, port, fresh_db_url, workers=2)
+    url = f"http://127.0.0.1:{port}"
+    bundle = make_bundle("crashbed", n=200, seed=11)
+    labels = labels_of(bundle)
+    ids = sorted(labels)
+    with Client(url, ADMIN_TOKEN) as admin:
+        admin.register_testbed(bundle)
+        tokens = {f"crasher-{k}": admin.create_agent(f"crasher-{k}").token for k in range(8)}
+    halves = halves_of(tmp_path, bundle)
+    acked: dict[int, tuple[str, dict[str, float], float, bool]] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def hammer(k: int) -> None:
+        name = f"crasher-{k % 8}"
+        rng = np.random.default_rng(k)
+        with Client(url, tokens[name], timeout=30) as agent:
+            try:
+                sha = agent.upload_artifact(f"code {k}".encode()).sha256
+                while not stop.is_set():
+                    preds = {i: float(rng.random()) for i in ids}
+                    r = agent.submit("crashbed", preds, sha)
+                    with lock:
+                        acked[r.id] = (name, preds, r.public.accuracy, r.public.improved)
+            except (httpx.HTTPError, OSError):
+                return
+
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 120  # safety net only: the kill waits for 80 acknowledged submissions
+    while len(acked) < 80 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the server and both workers, mid-stream
+    proc.wait(30)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    assert len(acked) >= 80
+    with lock:
+        acked_now = dict(acked)
+
+    proc = serve_process(tmp_path, port, fresh_db_url, workers=1)
+    try:
+        with Client(url, ADMIN_TOKEN) as admin:
+            stored = {}
+            for name in tokens:
+                offset: int | None = 0
+                while offset is not None:
+                    page = admin.admin_submissions(agent=name, limit=200, offset=offset)
+                    stored |= {s.id: s for s in page.items}
+                    offset = page.next_offset
+            assert set(acked_now) <= set(stored)
+            for sid, (name, preds, released, improved) in acked_now.items():
+                row = stored[sid]
+                assert row.agent == name
+                assert (row.released_accuracy, row.improved) == (released, improved)
+                for half, acc in (("public", row.public_accuracy), ("private", row.private_accuracy)):
+                    mine = [i for i in ids if halves[i] == half]
+                    assert acc == pytest.approx(np.mean([(preds[i] > 0.5) == labels[i] for i in mine]))
+            counts = {a.name: a.n_submissions for a in admin.agents()}
+            for name in tokens:
+                assert counts[name] == sum(1 for s in stored.values() if s.agent == name)
+            outcomes = set()
+            for name in tokens:
+                page = admin.audit_log(actor=f"agent:{name}", limit=200)
+                assert page.total <= 200
+                outcomes |= {e.outcome for e in page.items if e.status == 201}
+            assert {f"submission {sid}" for sid in stored} <= outcomes
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)

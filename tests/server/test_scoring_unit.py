@@ -59,3 +59,39 @@ def test_baselines_are_seed_means_per_half():
     accs = [np.mean([(run[k] > 0.5) == bundle.labels[k] for k in pub]) for run in bundle.references["weak"]]
     assert arrays.weak[0] == pytest.approx(np.mean(accs))
     assert arrays.half_pgr(*arrays.weak) == (pytest.approx(0.0), pytest.approx(0.0))
+
+
+def test_assess_equals_the_direct_definitions():
+    """The one-pass scoring gives exactly the figures and flags of the per-figure definitions, also at
+    the edges (perfect, constant, all wrong, exactly 0.5, the above-ceiling threshold)."""
+    from aar.server.scoring import (
+        ABOVE_CEILING_P,
+        NEAR_CONSTANT_SHARE,
+        above_ceiling_min_correct,
+        above_ceiling_p,
+        assess,
+        majority_share,
+        public_correct,
+    )
+
+    arrays = build_arrays(make_bundle(n=301, seed=4), KEY)
+    labels = arrays.labels.astype(np.float64)
+    rng = np.random.default_rng(0)
+    cases = [labels, 1 - labels, np.full(301, 0.5), np.ones(301), np.zeros(301), rng.random(301)]
+    cases += [np.where(rng.random(301) < acc, labels, 1 - labels) for acc in (0.6, 0.85, 0.9, 0.93, 0.97)]
+    private = ~arrays.public
+    for probs in cases:
+        got = assess(arrays, probs)
+        assert (got.public_acc, got.private_acc) == arrays.half_accuracy(probs)
+        assert np.array_equal(got.public_correct, public_correct(arrays, probs))
+        right = int(((probs[private] > 0.5) == arrays.labels[private]).sum())
+        expected = []
+        if above_ceiling_p(right, int(private.sum()), arrays.ceiling[1]) < ABOVE_CEILING_P:
+            expected.append("above_ceiling")
+        if majority_share(probs) >= NEAR_CONSTANT_SHARE:
+            expected.append("near_constant")
+        assert got.flags == expected
+    for n, ceiling in ((0, 0.9), (1, 0.5), (150, 0.9), (150, 0.0), (150, 1.0), (1000, 0.73)):
+        k = above_ceiling_min_correct(n, ceiling)
+        assert all(above_ceiling_p(j, n, ceiling) >= ABOVE_CEILING_P for j in range(k))
+        assert all(above_ceiling_p(j, n, ceiling) < ABOVE_CEILING_P for j in range(k, n + 1))

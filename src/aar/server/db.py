@@ -67,6 +67,8 @@ class Database:
         else:
             self.engine = create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
             self.write_engine = self.engine
+        # the driver's base exception, for code that runs raw DB-API cursors (group commit)
+        self.dbapi_error: type[Exception] = self.write_engine.dialect.loaded_dbapi.Error
 
     @contextmanager
     def read(self) -> Iterator[Session]:

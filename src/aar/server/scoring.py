@@ -47,6 +47,7 @@ Budgets: per agent, a sliding one-hour window and a lifetime total; exhausted bu
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -154,17 +155,53 @@ def above_ceiling_p(n_correct: int, n: int, ceiling_acc: float) -> float:
     return float(stats.binom.sf(n_correct - 1, n, min(max(ceiling_acc, 0.0), 1.0)))
 
 
-def scoring_flags(arrays: TestbedArrays, probs: np.ndarray) -> list[str]:
-    """Admin-only flags of a submission (see the module docstring)."""
+@functools.lru_cache(maxsize=1024)
+def above_ceiling_min_correct(n: int, ceiling_acc: float) -> int:
+    """The smallest private correct count (of ``n``) that is flagged ``above_ceiling``; ``n + 1`` when
+    none is. The p-value falls as the count grows, so a binary search over the exact test finds it
+    once per testbed, and scoring a submission compares one integer instead of running the test."""
+    lo, hi = 0, n + 1  # the answer lies in [lo, hi]; n + 1 stands for "never"
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if above_ceiling_p(mid, n, ceiling_acc) < ABOVE_CEILING_P:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What one pass over a submission's predictions gives: per-half accuracy, the public half's
+    correctness vector (for the paired Ladder) and the admin-only flags."""
+
+    public_acc: float
+    private_acc: float
+    public_correct: np.ndarray  # int8 0/1 over the public half
+    flags: list[str]
+
+
+def assess(arrays: TestbedArrays, probs: np.ndarray) -> Assessment:
+    """Score ``probs`` (canonical order) in one vectorised pass: the figures of
+    :meth:`TestbedArrays.half_accuracy` and :func:`public_correct`, and the flags of the module
+    docstring (``above_ceiling`` by :func:`above_ceiling_p` < 0.01, ``near_constant`` by
+    :func:`majority_share` >= 0.95)."""
+    predicted = probs > 0.5
+    right = predicted == arrays.labels
+    public_correct = right[arrays.public].astype(np.int8)
+    n_pub, n = public_correct.size, right.size
+    n_priv = n - n_pub
+    if n_pub == 0 or n_priv == 0:
+        raise ValueError("accuracy: no examples")
+    pub_right = int(np.count_nonzero(public_correct))
+    priv_right = int(np.count_nonzero(right)) - pub_right
     flags = []
-    private = ~arrays.public
-    n_priv = int(private.sum())
-    right = int(((probs[private] > 0.5).astype(np.int8) == arrays.labels[private]).sum())
-    if above_ceiling_p(right, n_priv, arrays.ceiling[1]) < ABOVE_CEILING_P:
+    if priv_right >= above_ceiling_min_correct(n_priv, float(arrays.ceiling[1])):
         flags.append("above_ceiling")
-    if majority_share(probs) >= NEAR_CONSTANT_SHARE:
+    ones = int(np.count_nonzero(predicted)) / n
+    if max(ones, 1.0 - ones) >= NEAR_CONSTANT_SHARE:
         flags.append("near_constant")
-    return flags
+    return Assessment(pub_right / n_pub, priv_right / n_priv, public_correct, flags)
 
 
 def canonical_probs(arrays: TestbedArrays, sub: SubmissionIn) -> np.ndarray:

@@ -1,21 +1,22 @@
 """Submissions: score predictions on the test split and release the Ladder figure of the public half.
 
 The hot path: parse the body with pydantic's JSON parser, put the probabilities in canonical order,
-score both halves with numpy against arrays cached in memory, then one write transaction that
-checks the budget, stores the submission (predictions as one float64 blob), moves the Ladder and
-appends the audit entry.
+score both halves in one numpy pass against arrays cached in memory, then hand the write to the
+process's group-commit writer (:mod:`aar.server.group_commit`): in a transaction it may share with
+other submissions, it checks the budget, stores the submission (predictions as one float64 blob),
+moves the Ladder and appends the audit entry. The receipt is sent only after that commit.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 from sqlalchemy import func, select
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from aar.server.audit import SQL_AUDIT, audit_values
@@ -32,8 +33,8 @@ from aar.server.deps import (
     page_bounds,
 )
 from aar.server.errors import ApiError, error_responses
+from aar.server.group_commit import Tx
 from aar.server.models import Agent, Artifact, Ladder, Submission
-from aar.server.routers.meta import limits_of
 from aar.server.schemas import (
     BudgetStatus,
     Page,
@@ -44,6 +45,8 @@ from aar.server.schemas import (
 )
 from aar.server.scoring import (
     HOUR,
+    Limits,
+    assess,
     canonical_probs,
     check_budget,
     default_margin,
@@ -51,7 +54,6 @@ from aar.server.scoring import (
     paired_grid,
     paired_release,
     public_correct,
-    scoring_flags,
 )
 from aar.server.vault import TestbedArrays
 from aar.w2s.metrics import pgr
@@ -63,14 +65,14 @@ AGENTS, ARTIFACTS, LADDER, SUBS = (m.__table__ for m in (Agent, Artifact, Ladder
 SQL_AGENT = (
     "SELECT id, name, revoked_at, budget_per_hour, budget_total, n_submissions FROM agents WHERE id = :id"
 )
-SQL_WINDOW = (
-    "SELECT count(*), min(created_at) FROM submissions WHERE agent_id = :agent_id AND created_at > :since"
-)
-SQL_ARTIFACT = "SELECT 1 FROM artifacts WHERE sha256 = :sha"
-SQL_LADDER = "SELECT best_acc, n_updates FROM ladder WHERE agent_id = :agent_id AND testbed_id = :testbed_id"
-SQL_LADDER_PAIRED = (  # the paired Ladder compares with the best submission's predictions
-    "SELECT best_acc, n_updates, best_submission_id FROM ladder "
-    "WHERE agent_id = :agent_id AND testbed_id = :testbed_id"
+# everything else the checks need, in one round trip: the hour's usage, the artifact, the Ladder row
+# (run after the agent's row is locked, so on PostgreSQL it sees every earlier committed submission)
+SQL_STATE = (
+    "SELECT count(*), min(created_at), "
+    "(SELECT 1 FROM artifacts WHERE sha256 = :sha), "
+    "(SELECT best_acc FROM ladder WHERE agent_id = :agent_id AND testbed_id = :testbed_id), "
+    "(SELECT best_submission_id FROM ladder WHERE agent_id = :agent_id AND testbed_id = :testbed_id) "
+    "FROM submissions WHERE agent_id = :agent_id AND created_at > :since"
 )
 SQL_PREDICTIONS = "SELECT predictions FROM submissions WHERE id = :id"
 SQL_INSERT = (
@@ -91,57 +93,69 @@ SQL_LADDER_UP = (
 SQL_COUNT = "UPDATE agents SET n_submissions = n_submissions + 1 WHERE id = :id"
 
 
-def _record(
-    c: Any, request: Request, who: Principal, sub: SubmissionIn, arrays: TestbedArrays, probs: np.ndarray
-) -> SubmissionReceipt:
-    """Budget check, insert, Ladder move and audit entry in one write transaction (hand-written SQL:
-    this is the hot path, and SQLAlchemy's per-statement compilation costs more than the query)."""
-    acc_pub, acc_priv = arrays.half_accuracy(probs)
+def _record_job(
+    c: Any, scope: Any, who: Principal, sub: SubmissionIn, arrays: TestbedArrays, probs: np.ndarray
+) -> Callable[[Tx], SubmissionReceipt]:
+    """The write of one submission, run by the group-commit writer inside its shared transaction:
+    budget check, insert, Ladder move and audit entry (hand-written SQL on the raw cursor: this is the
+    hot path). Whatever it raises is rolled back to its savepoint and answered to this request alone."""
+    scored = assess(arrays, probs)
+    acc_pub, acc_priv = scored.public_acc, scored.private_acc
     pgr_pub, pgr_priv = arrays.half_pgr(acc_pub, acc_priv)
     paired = c.settings.ladder == "paired"
-    n_public = int(arrays.public.sum())
+    n_public = scored.public_correct.size
     margin = paired_grid(n_public) if paired else c.settings.ladder_margin or default_margin(n_public)
-    flags = json.dumps(scoring_flags(arrays, probs))
+    flags = json.dumps(scored.flags)
+    predictions = probs.astype("<f8").tobytes()
     db = c.db
     insert = SQL_INSERT.format(flags=":flags" if db.is_sqlite else "CAST(:flags AS JSON)")
-    lock = "" if db.is_sqlite else " FOR UPDATE"
-    now = time.time()
-    with db.write_conn() as conn:
-        run = conn.exec_driver_sql
-        agent = run(db.sql(SQL_AGENT + lock), {"id": who.agent_id}).one()
-        if agent.revoked_at is not None:
+    sql_agent = SQL_AGENT + ("" if db.is_sqlite else " FOR UPDATE")
+    state = scope.setdefault("state", {})
+
+    def job(tx: Tx) -> SubmissionReceipt:
+        now = time.time()
+        agent = tx.first(sql_agent, {"id": who.agent_id})
+        if agent is None or agent[2] is not None:
             raise ApiError(401, "revoked_token", "this token has been revoked")
-        limits = limits_of(c.settings, agent)
-        # counted also when the hourly budget is unlimited: the receipt reports usage either way
-        used, oldest = run(db.sql(SQL_WINDOW), {"agent_id": agent.id, "since": now - HOUR}).one()
+        agent_id, _, _, per_hour, total, n_submissions = agent
+        limits = Limits(
+            c.settings.budget_per_hour if per_hour is None else per_hour,
+            c.settings.budget_total if total is None else total,
+        )
+        key = {"agent_id": agent_id, "testbed_id": sub.testbed_id}
+        # the hour's usage is counted also when unlimited: the receipt reports usage either way
+        used, oldest, artifact, best_acc, best_id = tx.one(
+            SQL_STATE, {**key, "sha": sub.artifact_sha256, "since": now - HOUR}
+        )
         status = BudgetStatus(
             per_hour=limits.per_hour,
             total=limits.total,
             used_last_hour=int(used),
-            used_total=agent.n_submissions,
+            used_total=n_submissions,
             hour_resets_at=None if oldest is None else float(oldest) + HOUR,
         )
         check_budget(status, now)
-        if run(db.sql(SQL_ARTIFACT), {"sha": sub.artifact_sha256}).first() is None:
+        if artifact is None:
             raise ApiError(
                 404, "unknown_artifact", "artifact_sha256 names no stored artifact; upload the code first"
             )
-        key = {"agent_id": agent.id, "testbed_id": sub.testbed_id}
-        lad = run(db.sql(SQL_LADDER_PAIRED if paired else SQL_LADDER), key).first()
+        correct = scored.public_correct
         if paired:
-            correct, best_correct = public_correct(arrays, probs), None
-            if lad is not None:
-                best_correct = c.vault.best_correct.get(lad[2])
+            best_correct = None
+            if best_id is not None:  # the best so far: written earlier in this transaction, cached, or read
+                best_correct = tx.scratch.get(("correct", best_id))
                 if best_correct is None:
-                    blob = run(db.sql(SQL_PREDICTIONS), {"id": lad[2]}).scalar_one()
+                    best_correct = c.vault.best_correct.get(best_id)
+                if best_correct is None:
+                    (blob,) = tx.one(SQL_PREDICTIONS, {"id": best_id})
                     best_correct = public_correct(arrays, np.frombuffer(blob, dtype="<f8"))
-                    c.vault.best_correct.put(lad[2], best_correct)  # committed: the Ladder row names it
-            released, improved = paired_release(correct, None if lad is None else lad[0], best_correct)
+                    c.vault.best_correct.put(best_id, best_correct)  # committed: the Ladder row names it
+            released, improved = paired_release(correct, best_acc, best_correct)
         else:
-            released, improved = ladder_step(None if lad is None else lad[0], acc_pub, margin)
+            released, improved = ladder_step(best_acc, acc_pub, margin)
         released_pgr = pgr(released, arrays.weak[0], arrays.ceiling[0])
-        sid = run(
-            db.sql(insert),
+        (sid,) = tx.one(
+            insert,
             {
                 **key,
                 "artifact_sha256": sub.artifact_sha256,
@@ -149,7 +163,7 @@ def _record(
                 "description": sub.description,
                 "seed": sub.seed,
                 "created_at": now,
-                "predictions": probs.astype("<f8").tobytes(),
+                "predictions": predictions,
                 "public_acc": acc_pub,
                 "private_acc": acc_priv,
                 "public_pgr": pgr_pub,
@@ -159,33 +173,33 @@ def _record(
                 "improved": improved,
                 "flags": flags,
             },
-        ).scalar_one()
+            write=True,
+        )
         if improved:
-            run(
-                db.sql(SQL_LADDER_NEW if lad is None else SQL_LADDER_UP),
-                {**key, "best_acc": released, "sid": sid},
-            )
-        run(db.sql(SQL_COUNT), {"id": agent.id})
-        request.state.outcome = f"submission {sid}"
-        run(db.sql(SQL_AUDIT), audit_values(request.scope, 201, f"submission {sid}"))
-    request.state.audited = True
-    if paired and improved:  # committed: the paired Ladder's next comparison can skip the blob
-        c.vault.best_correct.put(sid, correct)
-    status = status.model_copy(
-        update={
-            "used_last_hour": status.used_last_hour + 1,
-            "used_total": status.used_total + 1,
-            "hour_resets_at": status.hour_resets_at or now + HOUR,
-        }
-    )
-    return SubmissionReceipt(
-        id=sid,
-        testbed_id=sub.testbed_id,
-        method=sub.method,
-        created_at=now,
-        public=PublicScore(accuracy=released, pgr=released_pgr, improved=improved, margin=margin),
-        budget=status,
-    )
+            ladder = {**key, "best_acc": released, "sid": sid}
+            tx.run(SQL_LADDER_NEW if best_id is None else SQL_LADDER_UP, ladder, write=True)
+            if paired:  # the paired Ladder's next comparison can skip the blob
+                tx.scratch[("correct", sid)] = correct
+                tx.after_commit(lambda: c.vault.best_correct.put(sid, correct))
+        tx.run(SQL_COUNT, {"id": agent_id}, write=True)
+        state["outcome"] = f"submission {sid}"
+        tx.run(SQL_AUDIT, audit_values(scope, 201, f"submission {sid}"), write=True)
+        return SubmissionReceipt(
+            id=sid,
+            testbed_id=sub.testbed_id,
+            method=sub.method,
+            created_at=now,
+            public=PublicScore(accuracy=released, pgr=released_pgr, improved=improved, margin=margin),
+            budget=status.model_copy(
+                update={
+                    "used_last_hour": status.used_last_hour + 1,
+                    "used_total": status.used_total + 1,
+                    "hour_resets_at": status.hour_resets_at or now + HOUR,
+                }
+            ),
+        )
+
+    return job
 
 
 @router.post(
@@ -202,7 +216,9 @@ async def submit(request: Request) -> Response:
     sub = await json_body(request, SubmissionIn)
     arrays = c.vault.get(sub.testbed_id)
     probs = canonical_probs(arrays, sub)
-    receipt = await run_in_threadpool(_record, c, request, who, sub, arrays, probs)
+    job = _record_job(c, request.scope, who, sub, arrays, probs)
+    receipt = await c.writer.run(job, order_key=who.agent_id or 0)
+    request.state.audited = True  # the audit entry was committed with the submission
     return json_response(receipt, 201)
 
 
