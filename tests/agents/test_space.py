@@ -43,3 +43,24 @@ def test_a_gated_recipe_gates_a_student_so_student_knobs_combine():
     for seed in range(20):
         new = mutate(gated, ["prior_gate", "keep", "soft"], random.Random(seed))
         assert new is None or valid(new)
+
+
+def test_shipped_params_match_the_registry_without_importing_torch():
+    """The researcher reads the shipped methods' parameters from their source: the same as the registry's,
+    and the agent process imports no torch for them (seconds of every agent's start)."""
+    import subprocess
+    import sys
+
+    from aar.agents.space import shipped_params
+    from aar.w2s.methods.registry import builtin_methods
+
+    assert shipped_params() == {m.name: dict(m.params) for m in builtin_methods().values()}
+    code = (
+        "import sys, aar.agents.run_agent, aar.agents.offline, aar.agents.controls, aar.agents.tools, "
+        "aar.agents.experiments, aar.client\n"
+        "from aar.agents.space import shipped_params, RECIPE_DEFAULTS\n"
+        "assert shipped_params()['recipe'] == RECIPE_DEFAULTS\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -30,7 +30,7 @@ from pydantic.dataclasses import dataclass
 
 from aar.agents import timing
 from aar.agents.notes import NOTES_VERSION, validate_notes
-from aar.agents.space import GRID, RECIPE_DEFAULTS, Config, valid
+from aar.agents.space import GRID, RECIPE_DEFAULTS, Config, shipped_params, valid
 from aar.agents.tools import AgentEnv, call_tool
 from aar.fileio import write_json_atomic
 
@@ -42,10 +42,7 @@ _BASELINES = ("vanilla", "soft", "confident", "aux_conf", "self_train", "zero_sh
 def _params_of(method: str) -> dict[str, Any]:
     if method == "recipe":
         return dict(RECIPE_DEFAULTS)
-    from aar.w2s.methods.registry import builtin_methods
-
-    m = builtin_methods().get(method)
-    return dict(m.params) if m else {}
+    return dict(shipped_params().get(method, {}))
 
 
 def random_config(rng: random.Random, max_cost: int = 2, tries: int = 200) -> Config:

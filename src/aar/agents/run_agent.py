@@ -91,10 +91,10 @@ def main(config_path: str) -> int:
 
 
 def _run(cfg: AgentConfig, runner: ExperimentRunner, ws: Path) -> int:
-    """The agent's researcher (or control) on its runner, until its deadline."""
-    import torch
+    """The agent's researcher (or control) on its runner, until its deadline.
 
-    torch.set_num_threads(1)
+    Nothing here imports torch (the methods' parameters are read from their source,
+    :func:`aar.agents.space.shipped_params`): training happens in the experiment worker only."""
     from aar.agents.controls import CONTROL_KINDS, ControlResearcher
     from aar.agents.offline import OfflineResearcher, ResearcherSettings
     from aar.agents.tools import AgentEnv

@@ -3,13 +3,57 @@ one-step mutations, and the composition of two ideas into one ``recipe``."""
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib.util
 import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from aar.w2s.methods import recipe
+
+@functools.cache
+def shipped_params() -> dict[str, dict[str, Any]]:
+    """Each shipped method's parameter defaults (``NAME`` -> ``PARAMS``), read from the literals in the
+    method modules' source without importing them.
+
+    The researcher needs the methods' parameters, not their code: importing that would import torch
+    into every agent process, seconds of each agent's start. A module counts as a method as for
+    :func:`aar.w2s.methods.registry.builtin_methods` (not private, defines ``NAME`` and ``run``); should
+    any method's ``NAME`` or ``PARAMS`` not be a literal, the registry itself answers.
+    """
+    spec = importlib.util.find_spec("aar.w2s.methods")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        for path in sorted(p for folder in folders for p in Path(folder).glob("*.py")):
+            if path.stem.startswith("_") or path.stem in ("base", "registry", "common"):
+                continue
+            literals: dict[str, Any] = {}
+            has_run = False
+            for node in ast.parse(path.read_text(encoding="utf-8")).body:
+                has_run = has_run or (isinstance(node, ast.FunctionDef) and node.name == "run")
+                if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                    target, value = node.targets[0], node.value
+                elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                    target, value = node.target, node.value
+                else:
+                    continue
+                if isinstance(target, ast.Name) and target.id in ("NAME", "PARAMS"):
+                    literals[target.id] = ast.literal_eval(value)
+            if has_run and isinstance(literals.get("NAME"), str):
+                params = literals.get("PARAMS", {})
+                if not isinstance(params, dict):
+                    raise ValueError(f"{path}: PARAMS is not a dict")
+                found[literals["NAME"]] = params
+    except (OSError, SyntaxError, ValueError):  # not literals after all: ask the registry (imports the code)
+        from aar.w2s.methods.registry import builtin_methods
+
+        return {m.name: dict(m.params) for m in builtin_methods().values()}
+    return dict(sorted(found.items()))
+
 
 # Ordered values of each knob; a mutation moves one knob one step along its list.
 GRID: dict[str, list[bool | int | float]] = {
@@ -29,7 +73,7 @@ GRID: dict[str, list[bool | int | float]] = {
     "alpha": [0.25, 0.5, 0.75, 1.0],
     "warmup": [0.1, 0.2, 0.5],
 }
-RECIPE_DEFAULTS = dict(recipe.PARAMS)  # the recipe method owns its parameters and defaults
+RECIPE_DEFAULTS = dict(shipped_params()["recipe"])  # the recipe method owns its parameters and defaults
 
 
 @dataclass(frozen=True)
@@ -144,7 +188,4 @@ def combine(a: Config, b: Config, max_cost: int = 2) -> Config | None:
 def _method_params(method: str) -> dict[str, Any]:
     if method == "recipe":
         return RECIPE_DEFAULTS
-    from aar.w2s.methods.registry import builtin_methods
-
-    m = builtin_methods().get(method)
-    return dict(m.params) if m else {}
+    return dict(shipped_params().get(method, {}))
