@@ -36,3 +36,5 @@ paired_ladder_step, assign_halves  # server scoring and vault (tests/server)
 app_from_env  # the uvicorn factory "aar.server.app:app_from_env" (cli)
 pygments_css  # web/code.py: how static/pygments.css is made (not called from src)
 placements  # report.json: where each run of a Ray campaign agent took place (report.py reads it as a dict)
+summarize  # agents/timing.summarize: seconds per kind of an agent's spans (benchmarks/bench_campaign.py)
+warm_experiments  # ResearcherSettings: read by run_agent from agent.json's settings before the settings load
