@@ -5,11 +5,15 @@ options a Ray campaign cannot run with are refused with clear messages."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +180,47 @@ def test_node_loss_mid_run(cluster, pg_url, tmp_path):
             assert a.node_losses == 0
     events = (d / "sandbox_events.jsonl").read_text()
     assert events.count('"ray.agent_lost"') == len(seen["on_worker"])
+
+
+SUPERVISOR = """
+import json, sys
+from aar.campaign.orchestrator import CampaignOptions, run_campaign
+run_campaign(CampaignOptions(**json.loads(sys.argv[1])), report=False, audit=False)
+"""
+
+
+def test_supervisor_killed_and_resumed_reattaches(cluster, pg_url, tmp_path):
+    d = tmp_path / "camp"
+    opts = asdict(_options(d, cluster, pg_url))
+    opts["agents"] = 2
+    sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, json.dumps(opts)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + SAFETY_NET_S
+        while time.monotonic() < deadline:  # until every agent runs on a node
+            time.sleep(0.5)
+            assert sup.poll() is None, "the supervisor ended before it was killed"
+            try:
+                before = CampaignState.load(d)
+            except (FileNotFoundError, ValueError):
+                continue
+            if len(before.agents) == 2 and all(a.nodes and a.nodes[-1] for a in before.agents):
+                break
+        sup.kill()  # SIGKILL: no clean-up runs; agents, actors and the server keep going
+        sup.wait()
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+    state = run_campaign(resume=str(d), say=_quiet, audit=False)
+    _check_finished(state)
+    assert state.server["pid"] == before.server["pid"]  # the same server scored throughout
+    assert not Path(f"/proc/{before.server['pid']}").exists() or "serve" not in Path(
+        f"/proc/{before.server['pid']}/cmdline").read_bytes().decode(errors="replace")  # stopped at the end
+    for a in state.agents:  # reattached, not relaunched: one run each, no restart of any kind
+        assert len(a.intervals) == 1 and a.restarts == 0 and a.node_losses == 0, a
+    events = (d / "sandbox_events.jsonl").read_text()
+    assert events.count('"ray.agent_reattached"') == 2
+    assert len(_stored_submissions(state)) == 2
 
 
 def test_refusals(tmp_path):

@@ -37,9 +37,12 @@ class CampaignServer:
         if srv["mode"] == "local":
             if self.server is None:
                 tcp = (srv["host"], int(srv["port"])) if srv.get("port") else None  # Ray: nodes reach it
-                self.server = LocalServer(
+                server = LocalServer(
                     Path(self.state.dir), srv["admin_token"], db_url=srv.get("db_url"), tcp=tcp
-                ).start()
+                )
+                self.server = server.adopt(int(srv.get("pid") or 0)) or server.start()
+                if tcp:  # a TCP server outlives a killed supervisor; the next one adopts it by pid
+                    srv["pid"] = str(self.server.pid)
             return self.server.admin()
         url = srv["url"]
         if url.startswith("unix:"):

@@ -161,7 +161,7 @@ def create(
         if opts.db_url:
             srv["db_url"] = opts.db_url
         if tcp:
-            srv["host"], srv["port"] = tcp[0], str(tcp[1])
+            srv["host"], srv["port"], srv["pid"] = tcp[0], str(tcp[1]), str(server.pid)
         admin = server.admin()
     with admin:
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +27,9 @@ class LocalServer:
 
     With ``tcp=(host, port)`` it listens there instead (a Ray campaign's nodes reach it over the
     network), and with ``db_url`` its records live in that database (PostgreSQL for a cluster)
-    rather than in SQLite under the data dir."""
+    rather than in SQLite under the data dir. A TCP server does not die with the supervisor: agents on
+    the cluster keep being scored while a killed supervisor is restarted (``--resume``), which
+    takes the running server over (:meth:`adopt`) instead of starting another."""
 
     def __init__(
         self, directory: Path, admin_token: str, db_url: str | None = None, tcp: tuple[str, int] | None = None
@@ -38,6 +41,7 @@ class LocalServer:
         self.token = admin_token
         self.db_url, self.tcp = db_url, tcp
         self.proc: subprocess.Popen[bytes] | None = None
+        self.adopted: int | None = None  # the pid of a running server taken over from a killed supervisor
         if len(str(self.socket)) > 100:
             raise ServerError(f"campaign directory path too long for a Unix socket: {self.socket}")
 
@@ -66,7 +70,14 @@ class LocalServer:
             "-1",
         ]
         env = {**os.environ, "AAR_ADMIN_TOKEN": self.token}
-        self.proc = proc = start_group(argv, self.data_dir / "server.log", env=env)
+        if self.tcp:  # its own session, outliving this process (see the class docstring)
+            with open(self.data_dir / "server.log", "ab") as log:
+                self.proc = proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, env=env, close_fds=True,
+                )
+        else:
+            self.proc = proc = start_group(argv, self.data_dir / "server.log", env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -85,6 +96,24 @@ class LocalServer:
         raise ServerError(f"server did not answer within {timeout:.0f}s; see {self.data_dir / 'server.log'}")
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id (started here or adopted), None when it is not running."""
+        return self.proc.pid if self.proc is not None else self.adopted
+
+    def adopt(self, pid: int | None) -> LocalServer | None:
+        """Take over the TCP server ``pid`` left by a killed supervisor if it still answers as this
+        campaign's server (its admin token works); None otherwise (then :meth:`start` one)."""
+        if not self.tcp or not pid or not _is_server_process(pid):
+            return None
+        try:
+            with self.admin() as c:
+                c.admin_leaderboard()  # an admin-only call: it is this campaign's server
+        except (OSError, ApiError, Exception):
+            return None
+        self.adopted = pid
+        return self
+
+    @property
     def url(self) -> str:
         """Where it listens: ``http://host:port`` or ``unix:/path``."""
         return f"http://{self.tcp[0]}:{self.tcp[1]}" if self.tcp else f"unix:{self.socket}"
@@ -100,6 +129,24 @@ class LocalServer:
 
             kill_group(self.proc, grace=5.0)
             self.proc = None
+        elif self.adopted is not None and _is_server_process(self.adopted):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.adopted, signal.SIGTERM)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and _is_server_process(self.adopted):
+                    time.sleep(0.2)
+                os.killpg(self.adopted, signal.SIGKILL)
+            self.adopted = None
+
+
+def _is_server_process(pid: int) -> bool:
+    """Whether ``pid`` is alive and an ``aar serve`` process (not a pid reused by something else)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z" and b"aar.cli" in cmd and b"serve" in cmd
 
 
 def free_port(host: str) -> int:
