@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from aar.w2s.data import Example
 from aar.w2s.models.tiny import BOS, EOS, GPT, PAD, CharTokenizer
+from aar.w2s.models.trie import prefix_trie, trie_logprob
 
 
 def encode_pairs(
@@ -30,14 +31,9 @@ def encode_pairs(
     """
     seqs, masks = [], []
     for p, a in zip(prompts, answers, strict=True):
-        pi, ai = tok.encode(p), [*tok.encode(a), EOS]
-        room = block_size + 1 - 1 - len(ai)
-        if room < 1:
-            raise ValueError(f"answer of {len(ai)} tokens does not fit block size {block_size}")
-        pi = pi[-room:]
-        seq = [BOS, *pi, *ai]
+        seq, start = encode_sequence(tok, p, a, block_size)
         seqs.append(seq)
-        masks.append([0] * (1 + len(pi)) + [1] * len(ai))
+        masks.append([0] * (1 + start) + [1] * (len(seq) - 1 - start))
     t = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), t), PAD, dtype=torch.long)
     mask = torch.zeros((len(seqs), t), dtype=torch.float32)
@@ -45,6 +41,20 @@ def encode_pairs(
         ids[i, : len(s)] = torch.tensor(s)
         mask[i, : len(m)] = torch.tensor(m, dtype=torch.float32)
     return ids, mask
+
+
+def encode_sequence(tok: CharTokenizer, prompt: str, answer: str, block_size: int) -> tuple[list[int], int]:
+    """``BOS prompt answer EOS`` token ids and the prompt's kept length (see :func:`encode_pairs`).
+
+    The answer's tokens and the end token are the scored targets: they follow input positions
+    ``start ..`` where ``start`` is the returned prompt length.
+    """
+    pi, ai = tok.encode(prompt), [*tok.encode(answer), EOS]
+    room = block_size - len(ai)
+    if room < 1:
+        raise ValueError(f"answer of {len(ai)} tokens does not fit block size {block_size}")
+    pi = pi[-room:]
+    return [BOS, *pi, *ai], len(pi)
 
 
 def sequence_logprob(gpt: GPT, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -66,16 +76,26 @@ class TinyJudge(nn.Module):
         self.scale = nn.Parameter(torch.tensor(1.0))
         self.bias = nn.Parameter(torch.tensor(0.0))
         self.register_buffer("center", torch.tensor(0.0))
+        self._codes: dict[tuple[str, str], tuple[list[int], int]] = {}
+
+    def _encoded(self, prompt: str, answer: str) -> tuple[list[int], int]:
+        """:func:`encode_sequence` of one (prompt, answer), memoised (methods score the same inputs often)."""
+        key = (prompt, answer)
+        hit = self._codes.get(key)
+        if hit is None:
+            hit = self._codes[key] = encode_sequence(self.tok, prompt, answer, self.gpt.cfg.block_size)
+        return hit
 
     def _scores(self, examples: Sequence[Example]) -> torch.Tensor:
-        prompts, answers, rows = [], [], []
+        seqs, starts, rows = [], [], []
         for ex in examples:
             for opt in ex.options:
-                prompts.append(ex.prompt)
-                answers.append(opt)
+                seq, start = self._encoded(ex.prompt, opt)
+                seqs.append(seq)
+                starts.append(start)
             rows.append(len(ex.options))
-        ids, mask = encode_pairs(self.tok, prompts, answers, self.gpt.cfg.block_size)
-        lp = sequence_logprob(self.gpt, ids, mask)
+        # sequence_logprob of encode_pairs' batch, each shared prompt prefix computed once
+        lp = trie_logprob(self.gpt, prefix_trie(seqs, starts))
         out, i = [], 0
         for n in rows:
             out.append(lp[i] if n == 1 else lp[i] - lp[i + 1])
