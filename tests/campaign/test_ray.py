@@ -224,7 +224,7 @@ def test_supervisor_killed_and_resumed_reattaches(cluster, pg_url, tmp_path):
 
 
 def test_refusals(tmp_path):
-    from aar.campaign.ray_launcher import RayError, check_options
+    from aar.campaign.ray_launcher import RayError, check_options, connect
 
     base = {"dir": str(tmp_path / "c"), "ray": "auto"}
     with pytest.raises(RayError, match="PostgreSQL"):
@@ -236,3 +236,27 @@ def test_refusals(tmp_path):
     with pytest.raises(RayError, match="offline researchers"):
         check_options(CampaignOptions(**base, backend="anthropic", db_url="postgresql://x/y"))
     check_options(CampaignOptions(**base, db_url="postgresql+psycopg://postgres@127.0.0.1/x"))
+    try:
+        import ray  # noqa: F401
+    except ImportError:  # without Ray installed, --ray names the extra to install
+        with pytest.raises(RayError, match=r"pip install 'aar\[ray\]'"):
+            connect("127.0.0.1:1")
+    else:
+        with pytest.raises(RayError, match=r"no Ray cluster at 127\.0\.0\.1:1"):
+            connect("127.0.0.1:1")  # nothing listens on port 1
+
+
+def test_unsatisfiable_request_is_refused(cluster):
+    import ray
+
+    from aar.campaign.ray_launcher import RayError, check_resources, connect
+
+    connect(cluster.address)
+    try:
+        with pytest.raises(RayError, match="no node of the cluster can hold an agent with 1 CPUs and 1 GPUs"):
+            check_resources(1.0, 1.0)  # no node declares a GPU
+        with pytest.raises(RayError, match="64 CPUs"):
+            check_resources(64.0, 0.0)
+        check_resources(1.0, 0.0)
+    finally:
+        ray.shutdown()

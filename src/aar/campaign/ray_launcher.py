@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import time
 from pathlib import Path
 from types import ModuleType
@@ -72,11 +73,25 @@ def connect(address: str) -> str:
     machine's address as the cluster sees it (where the scoring server listens for the nodes)."""
     ray = import_ray()
     if not ray.is_initialized():
+        _check_reachable(address)
         try:
             ray.init(address=address, log_to_driver=False, logging_level="WARNING")
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise RayError(f"no Ray cluster at {address}: {e} (start one with `ray start --head`)") from None
     return str(ray.util.get_node_ip_address())
+
+
+def _check_reachable(address: str) -> None:
+    """A quick TCP check of ``HOST:PORT`` (Ray itself retries for minutes before it gives up)."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayError(f"--ray takes auto or HOST:PORT (the head's GCS address), not {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as e:
+        raise RayError(f"no Ray cluster at {address}: {e} (start one with `ray start --head`)") from None
 
 
 def check_resources(cpus: float, gpus: float) -> None:
