@@ -297,6 +297,13 @@ def campaign(
             check_options(backend, model, base_url, agent_dollars, total_dollars, opts.llm)
         except ValueError as e:
             _fail(str(e))
+    if ray and not resume:  # refused before anything starts (a Ray campaign needs a server on PostgreSQL)
+        from aar.campaign.ray_launcher import check_options as check_ray
+
+        try:
+            check_ray(opts)
+        except ValueError as e:
+            _fail(str(e))
     from aar.campaign.orchestrator import default_dir
     from aar.web.standalone import start_live
 
