@@ -92,3 +92,11 @@ def test_concurrent_writers_never_expose_half_a_file(tmp_path: Path) -> None:
         assert pr.exitcode == 0
     assert json.loads(p.read_text())["i"] == 199
     assert [x.name for x in tmp_path.iterdir()] == ["shared.json"]
+
+
+def test_a_write_that_is_not_durable_is_still_atomic(tmp_path):
+    target = tmp_path / "notes.json"
+    write_json_atomic(target, {"step": 1}, durable=False)
+    write_json_atomic(target, {"step": 2}, durable=False)
+    assert json.loads(target.read_text()) == {"step": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.json"]  # no temp file left behind

@@ -9,6 +9,10 @@ fsynced so the rename itself survives a power cut.
 Permissions: by default the new file gets what a plain ``open(path, "w")`` would give (``0o666`` less
 the umask), so switching a writer to these helpers changes nothing for readers. Pass ``mode`` (e.g.
 ``0o600`` for secrets) to set the exact permission bits; they are in place before the file is visible.
+
+``durable=False`` skips the two fsyncs: the write stays atomic (a reader or a killed writer never
+leaves half a file) but a power cut may lose it. For files rewritten often whose loss costs nothing
+but a little work (an agent's notes, which resume from the server's record; an experiment's outputs).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path | str, *, mode: int | None = None) -> Iterator[IO[bytes]]:
+def atomic_writer(path: Path | str, *, mode: int | None = None, durable: bool = True) -> Iterator[IO[bytes]]:
     """Open a binary temp file beside ``path``; on a clean exit it replaces ``path`` atomically.
 
     For writers that stream (``torch.save(obj, f)``, ``shutil.copyfileobj``). If the body raises, the temp
@@ -56,7 +60,8 @@ def atomic_writer(path: Path | str, *, mode: int | None = None) -> Iterator[IO[b
             fd = -1
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if fd >= 0:
@@ -64,21 +69,24 @@ def atomic_writer(path: Path | str, *, mode: int | None = None) -> Iterator[IO[b
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
-def write_bytes_atomic(path: Path | str, data: bytes, *, mode: int | None = None) -> Path:
+def write_bytes_atomic(
+    path: Path | str, data: bytes, *, mode: int | None = None, durable: bool = True
+) -> Path:
     """Replace ``path`` with ``data`` atomically and durably (see the module docstring); returns the path."""
-    with atomic_writer(path, mode=mode) as f:
+    with atomic_writer(path, mode=mode, durable=durable) as f:
         f.write(data)
     return Path(path)
 
 
 def write_text_atomic(
-    path: Path | str, text: str, *, mode: int | None = None, encoding: str = "utf-8"
+    path: Path | str, text: str, *, mode: int | None = None, encoding: str = "utf-8", durable: bool = True
 ) -> Path:
     """Replace ``path`` with ``text`` atomically and durably; returns the path."""
-    return write_bytes_atomic(path, text.encode(encoding), mode=mode)
+    return write_bytes_atomic(path, text.encode(encoding), mode=mode, durable=durable)
 
 
 def write_json_atomic(
@@ -88,9 +96,12 @@ def write_json_atomic(
     mode: int | None = None,
     indent: int | None = None,
     sort_keys: bool = False,
+    durable: bool = True,
 ) -> Path:
     """Replace ``path`` with ``obj`` as JSON (``json.dumps`` with ``indent``/``sort_keys``); returns the path.
 
     The object is serialised before anything is written, so an unserialisable object leaves no file.
     """
-    return write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=sort_keys), mode=mode)
+    return write_text_atomic(
+        path, json.dumps(obj, indent=indent, sort_keys=sort_keys), mode=mode, durable=durable
+    )

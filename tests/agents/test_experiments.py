@@ -111,3 +111,19 @@ def test_per_run_workers_still_work(view, tmp_path):
     res = runner.run("probe", {}, [0])
     assert res.ok, res.error
     assert runner._worker is None
+
+
+def test_the_warm_worker_keeps_a_view_until_its_files_change(view, tmp_path):
+    import shutil
+
+    from aar.w2s.worker import _view
+
+    copy = tmp_path / "view"
+    shutil.copytree(view, copy)
+    views: dict = {}
+    first = _view(copy, views)
+    assert _view(copy, views) is first  # reused: no reload per run
+    meta = copy / "view.json"
+    meta.write_text(meta.read_text() + "\n")  # the folder changed: loaded again
+    assert _view(copy, views) is not first
+    assert _view(copy, None) is not _view(copy, None)  # without a cache (a per-run worker): always loaded

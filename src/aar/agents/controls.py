@@ -136,7 +136,7 @@ class ControlResearcher:
     def save(self) -> None:
         """Write the state atomically."""
         with timing.span("notes"):
-            write_json_atomic(self.path, asdict(self.state), indent=1)
+            write_json_atomic(self.path, asdict(self.state), indent=1, durable=False)  # as the researcher's
 
     def tool(self, name: str, **args: object) -> dict[str, Any]:
         """Call one agent tool (the same layer every researcher uses)."""

@@ -170,7 +170,8 @@ class OfflineResearcher:
         """Write the state atomically."""
         with timing.span("notes"):
             self.state.rng = _jsonable(self.rng.getstate())
-            write_json_atomic(self.path, asdict(self.state), indent=1)
+            # atomic, not fsynced: a power cut loses a step or two, and the server's record wins anyway
+            write_json_atomic(self.path, asdict(self.state), indent=1, durable=False)
 
     def rec(self, key: str) -> Record:
         return Record(**self.state.records[key])
@@ -263,7 +264,11 @@ class OfflineResearcher:
     # -- 1. read -----------------------------------------------------------------------------------
     def read_forum(self) -> None:
         """Queue promising ideas other agents posted (checked against the server's figures)."""
-        out = self.tool("forum_list", tag="finding", limit=50)
+        out = self.tool("forum_list", tag="finding", limit=10)  # newest first: usually all that is new
+        items = out.get("items", [])
+        oldest = min((p["id"] for p in items), default=0)
+        if len(items) < out.get("total", 0) and oldest > self.state.seen_post:
+            out = self.tool("forum_list", tag="finding", limit=50)  # more new posts than one small page
         for post in sorted(out.get("items", []), key=lambda p: p["id"]):
             if post["id"] <= self.state.seen_post:
                 continue

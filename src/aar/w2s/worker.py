@@ -54,25 +54,25 @@ def _setup() -> None:
     import aar.w2s.view  # noqa: F401
 
 
-def run_request(request_path: Path) -> bool:
+def run_request(request_path: Path, views: dict[str, tuple[Any, Any]] | None = None) -> bool:
     """Run one request (every seed, in this process); False when the method failed (``error.txt``).
 
     Each seed's file carries ``run_seconds``: the wall time of the method's run itself (building its
     context, training, predicting), measured here so the agent can tell it from the worker's overhead.
-    The view is read afresh for every request: nothing one run does to its inputs reaches the next.
+    ``views`` (the warm worker's) keeps loaded views by folder, reused while the folder's files are
+    unchanged; a method gets fresh lists of inputs (:meth:`aar.w2s.data.Dataset.inputs`) either way.
     """
     import time
 
     from aar.fileio import write_json_atomic
     from aar.w2s.experiment import run_method
     from aar.w2s.methods.registry import get_method
-    from aar.w2s.view import load_public_view
 
     req = json.loads(request_path.read_text())
     out = Path(req["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
     try:
-        view = load_public_view(Path(req["view"]))
+        view = _view(Path(req["view"]), views)
         method = get_method(req["method"])
         for seed in req["seeds"]:
             t0 = time.perf_counter()
@@ -84,7 +84,7 @@ def run_request(request_path: Path) -> bool:
                 tuple(req["splits"]),
                 holdout=float(req.get("holdout") or 0.0),
             )
-            write_json_atomic(
+            write_json_atomic(  # atomic (a reader never sees half), not fsynced: a lost run is rerun
                 out / f"s{seed}.json",
                 {
                     "seed": seed,
@@ -94,11 +94,26 @@ def run_request(request_path: Path) -> bool:
                     "probs": run.probs,
                     "holdout_probs": run.holdout_probs,
                 },
+                durable=False,
             )
     except (Exception, SystemExit) as e:  # a method's sys.exit() is its failure, not the worker's end
         (out / "error.txt").write_text(f"{type(e).__name__}: {e}\n\n{traceback.format_exc()[-3000:]}")
         return False
     return True
+
+
+def _view(path: Path, views: dict[str, tuple[Any, Any]] | None) -> Any:
+    """The public view at ``path``: from ``views`` while its files are unchanged, else loaded (and kept)."""
+    from aar.w2s.view import load_public_view
+
+    if views is None:
+        return load_public_view(path)
+    files = sorted(p for p in path.iterdir() if p.is_file())
+    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    held = views.get(str(path))
+    if held is None or held[0] != stamp:
+        held = views[str(path)] = (stamp, load_public_view(path))
+    return held[1]
 
 
 def serve(inp: IO[str], proto: IO[str]) -> int:
@@ -111,6 +126,7 @@ def serve(inp: IO[str], proto: IO[str]) -> int:
     (:class:`aar.agents.experiments.ExperimentRunner`).
     """
     _setup()
+    views: dict[str, tuple[Any, Any]] = {}
     proto.write(json.dumps({"ready": os.getpid()}) + "\n")
     proto.flush()
     base_out, base_err = os.dup(1), os.dup(2)
@@ -128,7 +144,7 @@ def serve(inp: IO[str], proto: IO[str]) -> int:
                 os.dup2(log.fileno(), 1)
                 os.dup2(log.fileno(), 2)
                 try:
-                    ok = run_request(path)
+                    ok = run_request(path, views)
                 finally:
                     sys.stdout.flush()
                     sys.stderr.flush()
