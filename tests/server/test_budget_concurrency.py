@@ -9,6 +9,7 @@ import signal
 import threading
 from collections import Counter
 
+import httpx
 import numpy as np
 import pytest
 
@@ -157,6 +158,37 @@ def test_exact_budget_across_worker_processes(tmp_path, fresh_db_url):
         with Client(url, ADMIN_TOKEN) as admin:
             assert sorted(a.n_submissions for a in admin.agents()) == [5, 5]
             assert admin.admin_submissions(testbed_id="racebed").total == 10
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+
+def test_concurrent_identical_uploads_across_workers(tmp_path, fresh_db_url):
+    """16 clients upload the same new blob at once to two worker processes: one 201 (the first owner
+    kept), fifteen 200, never a 409 from the two processes inserting the same row."""
+    port = free_port()
+    proc = serve_process(tmp_path, port, fresh_db_url, workers=2)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with Client(url, ADMIN_TOKEN) as admin:
+            tokens = [admin.create_agent(f"uploader-{k}").token for k in range(CLIENTS)]
+        statuses: list[int] = []
+        start = threading.Barrier(CLIENTS)
+
+        def upload(token: str) -> None:
+            with httpx.Client(base_url=url, timeout=120) as http:  # a connection of its own: either worker
+                start.wait(120)
+                r = http.post(
+                    "/v1/artifacts", content=b"shared code", headers={"Authorization": f"Bearer {token}"}
+                )
+                statuses.append(r.status_code)  # list.append is atomic
+
+        threads = [threading.Thread(target=upload, args=(t,)) for t in tokens]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert sorted(statuses) == [200] * (CLIENTS - 1) + [201]
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)

@@ -1,4 +1,4 @@
-"""Group commit: one writer thread per process runs queued write jobs in shared transactions.
+"""Group commit: writer threads run queued write jobs in shared transactions, one commit for many.
 
 A request hands its write (a *job*: a function of a :class:`Tx`) to the process's
 :class:`GroupWriter` and waits. A writer thread takes every job queued while its previous transaction
@@ -17,7 +17,8 @@ and only then answers each request. So:
 * under load one commit (an fsync on PostgreSQL) and one round of locking serve many requests; with
   one request at a time a batch holds one job and nothing waits for a timer.
 
-Jobs run on a raw DB-API cursor with hand-written SQL (:meth:`aar.server.db.Database.sql`), which
+Each writer thread holds one pooled connection while it is busy (returned after a second idle), and
+jobs run on a raw DB-API cursor with hand-written SQL (:meth:`aar.server.db.Database.sql`), which
 skips SQLAlchemy's per-statement work on the hot path; driver errors reach the request as
 SQLAlchemy's exception classes (so the app's handlers answer 503 or 409 as elsewhere). On SQLite the
 transaction is ``BEGIN IMMEDIATE`` under :meth:`~aar.server.db.Database.write_lock`; on PostgreSQL the
@@ -28,6 +29,7 @@ lock agent rows (``SELECT ... FOR UPDATE``) always lock them in the same order a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -103,6 +105,7 @@ def _deliver(job: _Job[Any]) -> None:
 
 
 PG_LANES = 4  # writer threads per process on PostgreSQL (its row locks let transactions overlap)
+IDLE_RELEASE_S = 1.0  # a lane holds its connection while busy and returns it after this long idle
 
 
 class GroupWriter:
@@ -139,6 +142,7 @@ class _Lane:
         self._queue: deque[_Job[Any]] = deque()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._raw: Any = None  # the lane's write connection (a pooled DB-API connection)
         self.batches = 0
         self.jobs = 0
 
@@ -157,7 +161,10 @@ class _Lane:
         while True:
             with self._wake:
                 while not self._queue:
-                    self._wake.wait()
+                    if not self._wake.wait(IDLE_RELEASE_S) and self._raw is not None:
+                        with contextlib.suppress(Exception):
+                            self._raw.close()  # idle: the connection goes back to the pool
+                        self._raw = None
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
             try:
                 self._commit(batch)
@@ -168,9 +175,13 @@ class _Lane:
             else:
                 for job in batch:
                     for hook in job.hooks:
-                        hook()
+                        try:
+                            hook()
+                        except Exception:  # a cache update; the commit stands
+                            log.exception("after-commit hook failed")
             for job in batch:
-                job.loop.call_soon_threadsafe(_deliver, job)
+                with contextlib.suppress(RuntimeError):  # the request's loop is closed: the server stops
+                    job.loop.call_soon_threadsafe(_deliver, job)
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
         """Run the jobs in one transaction, or each in its own when one of them fails after a write."""
@@ -189,7 +200,9 @@ class _Lane:
         it and one failed after a write or on a database error. Jobs' own errors stay on the job."""
         db = self.db
         with db.write_lock():
-            raw = db.write_engine.raw_connection()
+            if self._raw is None:  # held between transactions: no pool checkout, ping or reset each time
+                self._raw = db.write_engine.raw_connection()
+            raw = self._raw
             try:
                 cursor = raw.cursor()
                 tx = Tx(db, cursor)
@@ -216,9 +229,8 @@ class _Lane:
                 cursor.close()
             except BaseException:
                 self._rollback(raw)
+                self._drop()  # the connection's state is unknown: the next transaction gets a fresh one
                 raise
-            finally:
-                raw.close()
         self.batches += 1
         self.jobs += len(jobs)
         return True
@@ -230,6 +242,13 @@ class _Lane:
                     raw.cursor().execute("ROLLBACK")
             else:
                 raw.rollback()
-        except Exception as e:  # the connection is broken; the pool replaces it
+        except Exception as e:  # the connection is broken
             log.warning("rollback after a failed group commit failed: %s", e)
-            raw.invalidate()
+            self._drop()
+
+    def _drop(self) -> None:
+        """Discard the held connection (the pool opens a new one when it is next needed)."""
+        if self._raw is not None:
+            with contextlib.suppress(Exception):
+                self._raw.invalidate()
+            self._raw = None

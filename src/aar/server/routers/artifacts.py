@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import re
 import time
-from typing import cast
+from typing import Any, cast
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from aar.server.artifacts import blob_path, store_stream
-from aar.server.auth import AnyUser
+from aar.server.auth import AnyUser, Principal
 from aar.server.deps import Filter, Limit, Offset, ctx, json_response, page_bounds
 from aar.server.errors import ApiError, error_responses
 from aar.server.models import Agent, Artifact
@@ -75,10 +76,22 @@ async def upload(
             "the body does not hash to the given sha256",
             {"expected": expected, "actual": digest},
         )
+    try:
+        info, created = _record(c, who, digest, size, name, kind)
+    except IntegrityError:  # the same blob was recorded concurrently (PostgreSQL): it exists now
+        info, created = _record(c, who, digest, size, name, kind)
+    request.state.outcome = f"artifact {digest[:12]}" + ("" if created else " (exists)")
+    return json_response(info, 201 if created else 200)
+
+
+def _record(
+    c: Any, who: Principal, digest: str, size: int, name: str, kind: str
+) -> tuple[ArtifactInfo, bool]:
+    """The blob's row, inserted unless it exists (the first owner is kept); and whether it was new."""
     with c.db.write() as s:
         row = s.get(Artifact, digest)
         created = row is None
-        if created:
+        if row is None:
             row = Artifact(
                 sha256=digest, owner_id=who.agent_id, size=size, name=name, kind=kind, created_at=time.time()
             )
@@ -87,9 +100,7 @@ async def upload(
             owner = who.name
         else:
             owner = _owner(s, row.owner_id)
-        info = _info(row, owner, created)
-    request.state.outcome = f"artifact {digest[:12]}" + ("" if created else " (exists)")
-    return json_response(info, 201 if created else 200)
+        return _info(row, owner, created), created
 
 
 def _owner(s: Session, owner_id: int | None) -> str:

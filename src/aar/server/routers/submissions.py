@@ -9,6 +9,7 @@ moves the Ladder and appends the audit entry. The receipt is sent only after tha
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -91,6 +92,30 @@ SQL_LADDER_UP = (
     "WHERE agent_id = :agent_id AND testbed_id = :testbed_id"
 )
 SQL_COUNT = "UPDATE agents SET n_submissions = n_submissions + 1 WHERE id = :id"
+# PostgreSQL: all the writes of a submission in one statement (one round trip instead of four); the
+# Ladder part is one of these, filled in by pg_write_sql
+PG_LADDER = {
+    "none": "",
+    "new": "l AS (INSERT INTO ladder (agent_id, testbed_id, best_acc, best_submission_id, n_updates) "
+    "SELECT :agent_id, :testbed_id, :best_acc, s.id, 1 FROM s), ",
+    "up": "l AS (UPDATE ladder SET best_acc = :best_acc, best_submission_id = (SELECT id FROM s), "
+    "n_updates = n_updates + 1 WHERE agent_id = :agent_id AND testbed_id = :testbed_id), ",
+}
+PG_WRITE = (
+    "WITH s AS ({insert}), {ladder}"
+    "n AS (UPDATE agents SET n_submissions = n_submissions + 1 WHERE id = :agent_id), "
+    "a AS (INSERT INTO audit_log (at, actor, method, path, status, outcome, client) "
+    "SELECT :a_at, :a_actor, :a_method, :a_path, :a_status, 'submission ' || CAST(s.id AS TEXT), :a_client "
+    "FROM s) "
+    "SELECT id FROM s"
+)
+
+
+@functools.cache
+def pg_write_sql(ladder: str) -> str:
+    """The single PostgreSQL statement that stores a submission, moves its Ladder (``ladder``: none,
+    new or up), counts it and appends its audit entry (whose outcome names the new id)."""
+    return PG_WRITE.format(insert=SQL_INSERT.format(flags="CAST(:flags AS JSON)"), ladder=PG_LADDER[ladder])
 
 
 def _record_job(
@@ -108,7 +133,7 @@ def _record_job(
     flags = json.dumps(scored.flags)
     predictions = probs.astype("<f8").tobytes()
     db = c.db
-    insert = SQL_INSERT.format(flags=":flags" if db.is_sqlite else "CAST(:flags AS JSON)")
+    insert = SQL_INSERT.format(flags=":flags")
     sql_agent = SQL_AGENT + ("" if db.is_sqlite else " FOR UPDATE")
     state = scope.setdefault("state", {})
 
@@ -154,36 +179,41 @@ def _record_job(
         else:
             released, improved = ladder_step(best_acc, acc_pub, margin)
         released_pgr = pgr(released, arrays.weak[0], arrays.ceiling[0])
-        (sid,) = tx.one(
-            insert,
-            {
-                **key,
-                "artifact_sha256": sub.artifact_sha256,
-                "method": sub.method,
-                "description": sub.description,
-                "seed": sub.seed,
-                "created_at": now,
-                "predictions": predictions,
-                "public_acc": acc_pub,
-                "private_acc": acc_priv,
-                "public_pgr": pgr_pub,
-                "private_pgr": pgr_priv,
-                "released_acc": released,
-                "released_pgr": released_pgr,
-                "improved": improved,
-                "flags": flags,
-            },
-            write=True,
-        )
-        if improved:
-            ladder = {**key, "best_acc": released, "sid": sid}
-            tx.run(SQL_LADDER_NEW if best_id is None else SQL_LADDER_UP, ladder, write=True)
-            if paired:  # the paired Ladder's next comparison can skip the blob
-                tx.scratch[("correct", sid)] = correct
-                tx.after_commit(lambda: c.vault.best_correct.put(sid, correct))
-        tx.run(SQL_COUNT, {"id": agent_id}, write=True)
-        state["outcome"] = f"submission {sid}"
-        tx.run(SQL_AUDIT, audit_values(scope, 201, f"submission {sid}"), write=True)
+        values = {
+            **key,
+            "artifact_sha256": sub.artifact_sha256,
+            "method": sub.method,
+            "description": sub.description,
+            "seed": sub.seed,
+            "created_at": now,
+            "predictions": predictions,
+            "public_acc": acc_pub,
+            "private_acc": acc_priv,
+            "public_pgr": pgr_pub,
+            "private_pgr": pgr_priv,
+            "released_acc": released,
+            "released_pgr": released_pgr,
+            "improved": improved,
+            "flags": flags,
+            "best_acc": released,
+        }
+        ladder = "none" if not improved else "new" if best_id is None else "up"
+        if db.is_sqlite:  # in-process statements: nothing to gain from merging them
+            (sid,) = tx.one(insert, values, write=True)
+            if ladder != "none":
+                tx.run(
+                    SQL_LADDER_NEW if ladder == "new" else SQL_LADDER_UP, {**values, "sid": sid}, write=True
+                )
+            tx.run(SQL_COUNT, {"id": agent_id}, write=True)
+            state["outcome"] = f"submission {sid}"
+            tx.run(SQL_AUDIT, audit_values(scope, 201, state["outcome"]), write=True)
+        else:
+            audit = {f"a_{k}": v for k, v in audit_values(scope, 201, "").items()}
+            (sid,) = tx.one(pg_write_sql(ladder), {**values, **audit}, write=True)
+            state["outcome"] = f"submission {sid}"
+        if improved and paired:  # the paired Ladder's next comparison can skip the blob
+            tx.scratch[("correct", sid)] = correct
+            tx.after_commit(lambda: c.vault.best_correct.put(sid, correct))
         return SubmissionReceipt(
             id=sid,
             testbed_id=sub.testbed_id,
