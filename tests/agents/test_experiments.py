@@ -127,3 +127,37 @@ def test_the_warm_worker_keeps_a_view_until_its_files_change(view, tmp_path):
     meta.write_text(meta.read_text() + "\n")  # the folder changed: loaded again
     assert _view(copy, views) is not first
     assert _view(copy, None) is not _view(copy, None)  # without a cache (a per-run worker): always loaded
+
+
+def test_warm_worker_outlives_the_thread_that_started_it(view, tmp_path):
+    """``aar mcp`` runs tools on pool threads that come and go: the worker must not die with one."""
+    import threading
+
+    with ExperimentRunner(view, tmp_path / "ws") as runner:
+        starter = threading.Thread(target=runner.start)
+        starter.start()
+        starter.join()
+        assert runner._worker is not None
+        pid = runner._worker.proc.pid
+        res = runner.run("probe", {}, [0])
+        assert res.ok, res.error
+        assert runner._worker.proc.pid == pid
+
+
+def test_warm_worker_dies_when_its_starter_is_gone(tmp_path):
+    """The lifeline: when its write end closes (the agent died, however), the worker kills its group."""
+    import signal
+    import subprocess
+    import sys
+
+    from aar.agents.experiments import WarmWorker
+
+    worker = WarmWorker(sys.executable, tmp_path / "worker.log", None, tmp_path)
+    os.close(worker._lifeline)  # what the kernel does when this process ends
+    worker._lifeline = -1
+    try:
+        code = worker.proc.wait(timeout=300)  # a safety net: the wait ends when the worker does
+    except subprocess.TimeoutExpired:
+        worker.close()
+        raise
+    assert code == -signal.SIGKILL

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aar.agents import timing
-from aar.agents.procs import die_with_parent, kill_group, start_group, wait_or_kill
+from aar.agents.procs import kill_group, start_group, wait_or_kill
 from aar.agents.runs import RunRequest, read_seed
 
 # Seconds one experiment may run before its process group is killed (campaign default, ``aar run-agent``
@@ -221,22 +221,35 @@ def _answer_code(answer: dict[str, Any]) -> int:
 
 class WarmWorker:
     """One ``python -m aar.w2s.worker --serve`` process: the leader of its own process group (killed whole,
-    and with this process), fed request paths on stdin, answering one JSON line each on stdout."""
+    and with this process), fed request paths on stdin, answering one JSON line each on stdout.
+
+    It dies with this process through a lifeline: a pipe whose only write end this process holds. When
+    this process ends, however it ends, the worker reads end-of-file there and kills its own group. (The
+    kernel's parent-death signal would follow the *thread* that started it, and the tools of ``aar mcp``
+    run on pool threads that come and go.)
+    """
 
     def __init__(self, python: str, log_path: Path, env: dict[str, str] | None, cwd: Path) -> None:
         """Start the worker; its stderr (imports, anything between requests) goes to ``log_path``."""
-        with open(log_path, "ab") as log:
-            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
-                [python, "-m", "aar.w2s.worker", "--serve"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                start_new_session=True,
-                env=dict(env) if env is not None else None,
-                cwd=cwd,
-                close_fds=True,
-                preexec_fn=die_with_parent,
-            )
+        life_r, self._lifeline = os.pipe()
+        try:
+            with open(log_path, "ab") as log:
+                self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+                    [python, "-m", "aar.w2s.worker", "--serve", "--lifeline", str(life_r)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    start_new_session=True,
+                    env=dict(env) if env is not None else None,
+                    cwd=cwd,
+                    close_fds=True,
+                    pass_fds=(life_r,),
+                )
+        except BaseException:
+            os.close(self._lifeline)
+            raise
+        finally:
+            os.close(life_r)
         self._buffer = b""
 
     def alive(self) -> bool:
@@ -285,4 +298,8 @@ class WarmWorker:
         code = kill_group(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+        if self._lifeline >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._lifeline)
+            self._lifeline = -1
         return code

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -166,9 +167,28 @@ def _rss_mb() -> float:
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
-def _serve_main() -> int:
-    """``python -m aar.w2s.worker --serve``: the protocol stream is the original stdout; anything the
-    methods print goes to stderr (the log) instead."""
+def _die_with_lifeline(fd: int) -> None:
+    """Block until the pipe ``fd`` reaches end-of-file (its writer, the process that started this worker,
+    is gone), then kill this worker's whole process group (it leads its own)."""
+    while True:
+        try:
+            if not os.read(fd, 64):
+                break
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def _serve_main(lifeline: int | None) -> int:
+    """``python -m aar.w2s.worker --serve [--lifeline FD]``: the protocol stream is the original stdout;
+    anything the methods print goes to stderr (the log) instead. With ``FD``, the worker dies when that
+    pipe closes (see :class:`aar.agents.experiments.WarmWorker`)."""
+    if lifeline is not None:
+        import threading
+
+        threading.Thread(target=_die_with_lifeline, args=(lifeline,), daemon=True).start()
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -317,5 +337,18 @@ def run_isolated(
         shutil.rmtree(tmp_root, ignore_errors=True)
 
 
+def _cli(argv: list[str]) -> int:
+    """``REQ`` (one request), ``--serve`` or ``--serve --lifeline FD`` (the warm worker)."""
+    if argv[:1] == ["--serve"]:
+        if argv[1:] == []:
+            return _serve_main(None)
+        if len(argv) == 3 and argv[1] == "--lifeline" and argv[2].isdigit():
+            return _serve_main(int(argv[2]))
+        raise SystemExit("usage: python -m aar.w2s.worker REQ | --serve [--lifeline FD]")
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m aar.w2s.worker REQ | --serve [--lifeline FD]")
+    return main(argv[0])
+
+
 if __name__ == "__main__":
-    sys.exit(_serve_main() if sys.argv[1:] == ["--serve"] else main(sys.argv[1]))
+    sys.exit(_cli(sys.argv[1:]))
