@@ -80,10 +80,10 @@ def pg_url() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _options(d: Path, cluster: Any, pg_url: str) -> CampaignOptions:
-    # Each agent stops itself after its one allowed submission: the campaign ends on events; the
+def _options(d: Path, cluster: Any, pg_url: str, submissions: int = 1) -> CampaignOptions:
+    # Each agent stops itself after its allowed submissions: the campaign ends on events; the
     # wall-clock budget is a safety net far above what a loaded machine needs.
-    opts = small_options(d, agents=4, minutes=12.0, submissions=1, experiment_timeout_s=300.0)
+    opts = small_options(d, agents=4, minutes=12.0, submissions=submissions, experiment_timeout_s=300.0)
     return CampaignOptions(**opts, ray=cluster.address, db_url=pg_url, agent_cpus=1.0)
 
 
@@ -126,6 +126,7 @@ def _check_finished(state: CampaignState) -> None:
     assert _live_actors(state.options["ray"], state.options["ray_namespace"]) == []  # nothing leaks
 
 
+@pytest.mark.postgres
 def test_campaign_spreads_over_two_nodes(cluster, pg_url, tmp_path):
     d = tmp_path / "camp"
     state = run_campaign(_options(d, cluster, pg_url), say=_quiet, audit=False)
@@ -140,6 +141,7 @@ def test_campaign_spreads_over_two_nodes(cluster, pg_url, tmp_path):
     assert not list((d / "server").glob("*.db"))  # the records are in PostgreSQL, not in SQLite
 
 
+@pytest.mark.postgres
 def test_node_loss_mid_run(cluster, pg_url, tmp_path):
     d = tmp_path / "camp"
     worker = cluster.worker_nodes and next(iter(cluster.worker_nodes))
@@ -165,21 +167,27 @@ def test_node_loss_mid_run(cluster, pg_url, tmp_path):
 
     watcher = threading.Thread(target=kill_worker_after_its_first_submission, daemon=True)
     watcher.start()
-    state = run_campaign(_options(d, cluster, pg_url), say=_quiet, audit=False)
+    # two submissions each: the agent whose first one triggers the kill is still at work on its second
+    state = run_campaign(_options(d, cluster, pg_url, submissions=2), say=_quiet, audit=False)
     watcher.join(timeout=60)
     assert seen, "the worker node was never killed: no agent there submitted"
     _check_finished(state)
     after = {s["id"] for s in _stored_submissions(state)}
     assert {s["id"] for s in seen["acked"]} <= after  # nothing acknowledged before the loss is lost
-    assert len(after) == 4  # each agent ends with exactly its one allowed submission
+    assert len(after) == 8  # each agent ends with exactly its two allowed submissions, none repeated
+    first = next(s["agent"] for s in seen["acked"] if s["agent"] in seen["on_worker"])
     for a in state.agents:
         if a.name in seen["on_worker"]:  # restarted on the head from its notes, not counted as a crash
-            assert a.node_losses == 1 and a.restarts == 0
+            assert a.node_losses == 1 and a.restarts == 0, (a.name, a.stop_reason)
             assert a.nodes[0]["node_id"] == worker.node_id != a.nodes[-1]["node_id"]
+            assert len(a.intervals) == 2
         else:
-            assert a.node_losses == 0
+            assert a.node_losses == 0 and len(a.intervals) == 1
+    # the agent caught between its two submissions resumed from its notes and made only the second
+    assert [s["agent"] for s in seen["acked"]].count(first) == 1
+    assert [s["agent"] for s in _stored_submissions(state)].count(first) == 2
     events = (d / "sandbox_events.jsonl").read_text()
-    assert events.count('"ray.agent_lost"') == len(seen["on_worker"])
+    assert events.count('"ray.agent_lost"') == len(seen["on_worker"]) == 2
 
 
 SUPERVISOR = """
@@ -189,6 +197,7 @@ run_campaign(CampaignOptions(**json.loads(sys.argv[1])), report=False, audit=Fal
 """
 
 
+@pytest.mark.postgres
 def test_supervisor_killed_and_resumed_reattaches(cluster, pg_url, tmp_path):
     d = tmp_path / "camp"
     opts = asdict(_options(d, cluster, pg_url))

@@ -120,11 +120,12 @@ def create(
     d = Path(opts.dir or default_dir()).absolute()
     tcp: tuple[str, int] | None = None
     if opts.ray:  # checked before anything is written; the server listens where the nodes reach it
-        from aar.campaign.ray_launcher import check_options, connect
+        from aar.campaign.ray_launcher import check_options, check_resources, connect
 
         check_options(opts)
+        host = connect(opts.ray)
+        check_resources(opts.agent_cpus, opts.experiment_gpus)
         if not opts.server:
-            host = connect(opts.ray)
             tcp = (host, free_port(host))
     elif opts.db_url and opts.db_url.startswith("sqlite"):
         raise ValueError("--db-url sqlite:... is the default already; give a PostgreSQL URL or none")

@@ -139,6 +139,7 @@ class RayHandle:
         self.pending, self.next_at = None, time.monotonic() + SYNC_SECONDS
         if out is not None and out["code"] is not None:
             self.code = int(out["code"])
+            self.launcher.kill_actor(self.actor)  # the agent ended: its node's CPUs and GPUs are free again
         return self.code
 
     def _get(self, ref: Any, timeout: float | None = None) -> dict[str, Any] | None:
@@ -182,7 +183,7 @@ class RayHandle:
 
     def kill(self) -> None:
         """Stop the agent's process group on its node (syncing its last state), then end the actor."""
-        if self.code is None:
+        if self.code is None and self.node is not None:  # else it never started (e.g. no room yet)
             if self.pending is not None:
                 self._get(self.pending, timeout=30)
                 self.pending = None

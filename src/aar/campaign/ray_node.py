@@ -93,7 +93,9 @@ class NodeAgent:
         write_tree(ws, launch.workspace)
         cfg = AgentConfig(**{**launch.config, "view": str(view_dir), "workspace": str(ws)})
         cfg.save(ws / "agent.json")
-        self.seen.update(dict.fromkeys(launch.workspace, (-1, -1)))  # everything is resent once
+        for name in launch.workspace:  # the supervisor has these already: only changes go back
+            st = os.lstat(ws / name)
+            self.seen[name] = (st.st_size, st.st_mtime_ns)
         sock = self.dir / "server.sock"
         self.relay = SocketRelay(sock, *launch.server)
         env = {"AAR_TOKEN": launch.token, "AAR_SERVER_SOCKET": str(sock)}
