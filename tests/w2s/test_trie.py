@@ -11,7 +11,7 @@ import torch
 from aar.w2s.data import Example
 from aar.w2s.models.judge import TinyJudge, encode_pairs, encode_sequence, sequence_logprob
 from aar.w2s.models.tiny import BOS, EOS, GPT, PAD, CharTokenizer, GPTConfig
-from aar.w2s.models.trie import prefix_trie, trie_logprob
+from aar.w2s.models.trie import prefix_trie, trie_hidden, trie_logprob
 
 TOK = CharTokenizer()
 BLOCK = 48
@@ -84,6 +84,31 @@ def test_trie_logprob_equals_padded_logprob_and_gradients():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_trie_hidden_equals_gpt_hidden_and_features_match():
+    gpt = _gpt(4).eval()
+    rows = _pairs()
+    ids, _ = encode_pairs(TOK, [p for p, _ in rows], [a for _, a in rows], BLOCK - 1)
+    seqs = [encode_sequence(TOK, p, a, BLOCK - 1)[0] for p, a in rows]
+    with torch.no_grad():
+        plain = gpt.hidden(ids)
+        shared = trie_hidden(gpt, prefix_trie([[*q, PAD] for q in seqs], [len(q) for q in seqs]))
+    valid = (ids != PAD).unsqueeze(-1)
+    assert shared.shape == plain.shape
+    torch.testing.assert_close(shared * valid, plain * valid, rtol=1e-6, atol=1e-5)
+    # the probe's features: prior score, last-token and mean hidden state
+    judge = TinyJudge(gpt)
+    examples = [Example(f"e{i}", p, (a,), None) for i, (p, a) in enumerate(rows)]
+    feats = judge.features(examples)
+    lengths = valid.sum(1).squeeze(-1)
+    with torch.no_grad():
+        score = sequence_logprob(gpt, *encode_pairs(TOK, [p for p, _ in rows], [a for _, a in rows], BLOCK))
+    last = plain[torch.arange(len(rows)), lengths - 1]
+    mean = (plain * valid).sum(1) / lengths.unsqueeze(-1)
+    expected = torch.cat([score.unsqueeze(1), last, mean], dim=1).numpy()
+    assert feats.shape == expected.shape
+    assert abs(feats - expected).max() < 1e-5
+
+
 def test_judge_logits_match_the_padded_formula():
     judge = TinyJudge(_gpt(2))
     examples = [
@@ -105,3 +130,31 @@ def test_judge_logits_match_the_padded_formula():
         torch.testing.assert_close(judge.logits(examples), expected, rtol=1e-6, atol=1e-5)
         # the memoised encodings give the same scores the second time
         torch.testing.assert_close(judge.logits(examples), expected, rtol=1e-6, atol=1e-5)
+
+
+def test_prepare_memo_equals_recomputation_and_follows_the_weights():
+    from aar.w2s.models import judge as judge_mod
+
+    examples = [Example(f"b{i}", f"{i}+{i}=", (f"{2 * i:03d}",), None) for i in range(40)]
+    judge = TinyJudge(_gpt(3))
+    judge.prepare(examples)
+    memoised = float(judge.center)
+    with torch.no_grad():
+        direct = float(judge.raw_scores(examples).median())
+    assert memoised == direct
+    # a fresh copy of the same weights reads the memo and gets the same centre
+    judge_mod._CENTERS.clear()
+    again = TinyJudge(_gpt(3))
+    again.prepare(examples)
+    assert float(again.center) == memoised
+    assert len(judge_mod._CENTERS) == 1
+    again.prepare(examples)
+    assert len(judge_mod._CENTERS) == 1  # a hit, not a second entry
+    # other weights (or other inputs) are another key: recomputed, not reused
+    with torch.no_grad():
+        again.gpt.ln_f.weight.mul_(1.5)  # sharper next-token distributions
+        moved = float(again.raw_scores(examples).median())
+    again.prepare(examples)
+    assert float(again.center) == moved != memoised
+    again.prepare(examples[:20])
+    assert len(judge_mod._CENTERS) == 3

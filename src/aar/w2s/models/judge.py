@@ -10,6 +10,7 @@ saw in pretraining carries no signal at this scale; the likelihood head elicits 
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 
 from aar.w2s.data import Example
 from aar.w2s.models.tiny import BOS, EOS, GPT, PAD, CharTokenizer
-from aar.w2s.models.trie import prefix_trie, trie_logprob
+from aar.w2s.models.trie import prefix_trie, trie_hidden, trie_logprob
 
 
 def encode_pairs(
@@ -62,6 +63,18 @@ def sequence_logprob(gpt: GPT, ids: torch.Tensor, mask: torch.Tensor) -> torch.T
     logits = gpt(ids[:, :-1])
     logp = F.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
     return (logp * mask[:, 1:]).sum(dim=1)
+
+
+# (weights digest, inputs digest) -> the median one-option score (see TinyJudge.prepare)
+_CENTERS: dict[tuple[str, str], float] = {}
+
+
+def _inputs_digest(examples: Sequence[Example]) -> str:
+    """sha256 of the examples' prompts and options, in order."""
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(repr((e.prompt, e.options)).encode())
+    return h.hexdigest()
 
 
 class TinyJudge(nn.Module):
@@ -133,7 +146,13 @@ class TinyJudge(nn.Module):
                 prompts = [e.prompt for e in batch]
                 answers = [e.options[0] for e in batch]
                 ids, _mask = encode_pairs(self.tok, prompts, answers, self.gpt.cfg.block_size - 1)
-                h = self.gpt.hidden(ids)
+                # gpt.hidden(ids), each shared prefix computed once: every token is an input here
+                # (the end token too), so each row gets a dummy last token and nothing is scored
+                block = self.gpt.cfg.block_size - 1
+                seqs = [
+                    encode_sequence(self.tok, p, a, block)[0] for p, a in zip(prompts, answers, strict=True)
+                ]
+                h = trie_hidden(self.gpt, prefix_trie([[*q, PAD] for q in seqs], [len(q) for q in seqs]))
                 valid = (ids != PAD).float().unsqueeze(-1)
                 last = h[torch.arange(len(batch)), (ids != PAD).sum(1) - 1]
                 mean = (h * valid).sum(1) / valid.sum(1)
@@ -141,13 +160,30 @@ class TinyJudge(nn.Module):
         return torch.cat(rows).numpy()
 
     def prepare(self, unlabelled: Sequence[Example]) -> None:
-        """Centre one-option scores at their median on unlabelled inputs (uses no labels)."""
+        """Centre one-option scores at their median on unlabelled inputs (uses no labels).
+
+        The median is a function of the LM's weights and the inputs only, so it is memoised per
+        process under a digest of both: every method run prepares fresh copies of the same strong
+        model on the same inputs (some runs several), and a worker serves many runs.
+        """
         single = [e for e in unlabelled if not e.pairwise]
         if single:
-            self.train(False)
-            with torch.no_grad():
-                s = torch.cat([self._scores(single[i : i + 256]) for i in range(0, len(single), 256)])
-            self.center.fill_(float(s.median()))
+            key = (self._weights_digest(), _inputs_digest(single))
+            center = _CENTERS.get(key)
+            if center is None:
+                self.train(False)
+                with torch.no_grad():
+                    s = torch.cat([self._scores(single[i : i + 256]) for i in range(0, len(single), 256)])
+                center = _CENTERS[key] = float(s.median())
+            self.center.fill_(center)
+
+    def _weights_digest(self) -> str:
+        """sha256 of what the scores depend on: the LM's weights, its block size and the vocabulary."""
+        h = hashlib.sha256(f"{self.tok.vocab}|{self.gpt.cfg.block_size}".encode())
+        for name, t in self.gpt.state_dict().items():
+            h.update(f"|{name}:{tuple(t.shape)}:{t.dtype}|".encode())
+            h.update(t.detach().contiguous().cpu().numpy().tobytes())
+        return h.hexdigest()
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """All LM parameters plus the head's scale and bias."""

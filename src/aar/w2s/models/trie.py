@@ -118,13 +118,29 @@ def _attend(blk: Block, x: torch.Tensor, trie: PrefixTrie, out_nodes: torch.Tens
     return y.transpose(1, 2).reshape(b * t, d).index_select(0, where)
 
 
-def trie_logprob(gpt: GPT, trie: PrefixTrie) -> torch.Tensor:
-    """Per row, the sum of log P(target) over its scored positions (``sequence_logprob``'s value)."""
+def _through(gpt: GPT, trie: PrefixTrie, blocks: list[Block]) -> torch.Tensor:
+    """Every node's residual stream after ``blocks`` (from the embeddings), shape (nodes, d)."""
     x = gpt.tok(trie.tokens) + gpt.pos(trie.positions)
-    blocks = [cast(Block, b) for b in gpt.blocks]
-    for blk in blocks[:-1]:
+    for blk in blocks:
         x = x + blk.proj(_attend(blk, x, trie, None))
         x = x + blk.mlp(blk.ln2(x))
+    return x
+
+
+def trie_hidden(gpt: GPT, trie: PrefixTrie) -> torch.Tensor:
+    """:meth:`GPT.hidden` of the rows' inputs, in the padded (rows, time, d) layout.
+
+    Padding positions hold node 0's state (``GPT.hidden`` gives them the padding token's): mask them.
+    """
+    h = gpt.ln_f(_through(gpt, trie, [cast(Block, b) for b in gpt.blocks]))
+    b, t = trie.layout.shape
+    return h.index_select(0, trie.layout.view(-1)).view(b, t, h.shape[1])
+
+
+def trie_logprob(gpt: GPT, trie: PrefixTrie) -> torch.Tensor:
+    """Per row, the sum of log P(target) over its scored positions (``sequence_logprob``'s value)."""
+    blocks = [cast(Block, b) for b in gpt.blocks]
+    x = _through(gpt, trie, blocks[:-1])
     # the last block: only the nodes whose next-token distribution is scored
     needed, inverse = torch.unique(trie.target_nodes, return_inverse=True)
     last = blocks[-1]
