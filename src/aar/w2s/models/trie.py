@@ -124,7 +124,7 @@ def _through(gpt: GPT, trie: PrefixTrie, blocks: list[Block]) -> torch.Tensor:
     for blk in blocks:
         x = x + blk.proj(_attend(blk, x, trie, None))
         x = x + blk.mlp(blk.ln2(x))
-    return x
+    return cast(torch.Tensor, x)
 
 
 def trie_hidden(gpt: GPT, trie: PrefixTrie) -> torch.Tensor:
@@ -132,7 +132,7 @@ def trie_hidden(gpt: GPT, trie: PrefixTrie) -> torch.Tensor:
 
     Padding positions hold node 0's state (``GPT.hidden`` gives them the padding token's): mask them.
     """
-    h = gpt.ln_f(_through(gpt, trie, [cast(Block, b) for b in gpt.blocks]))
+    h: torch.Tensor = gpt.ln_f(_through(gpt, trie, [cast(Block, b) for b in gpt.blocks]))
     b, t = trie.layout.shape
     return h.index_select(0, trie.layout.view(-1)).view(b, t, h.shape[1])
 
