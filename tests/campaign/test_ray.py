@@ -124,6 +124,9 @@ def _check_finished(state: CampaignState) -> None:
         assert (Path(a.workspace) / "state.json").exists()  # the notes came back from the node
         assert len(a.nodes) == len(a.intervals) and all(n and n["ip"] for n in a.nodes)
     assert _live_actors(state.options["ray"], state.options["ray_namespace"]) == []  # nothing leaks
+    from aar.campaign.ray_node import node_root
+
+    assert not list((node_root() / state.options["ray_namespace"]).glob("a*"))  # nor on the nodes
 
 
 @pytest.mark.postgres

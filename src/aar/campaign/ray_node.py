@@ -85,6 +85,7 @@ class NodeAgent:
         self.events: list[dict[str, Any]] = []
         self.seen: dict[str, tuple[int, int]] = {}
         self.log_offset, self.last_contact = 0, time.time()
+        self.final: dict[str, Any] | None = None  # the last answer, once the agent exited
         self.dir = node_root() / launch.namespace / f"a{launch.index}"
         if self.dir.exists():  # an earlier run of this agent on this node: its state is the supervisor's now
             shutil.rmtree(self.dir)
@@ -121,6 +122,8 @@ class NodeAgent:
     def poll(self) -> dict[str, Any]:
         """The agent's exit status (None while it runs) and everything new since the last poll."""
         self.last_contact = time.time()
+        if self.final is not None:  # answered already; its folder is gone (never report it deleted)
+            return {**self.final, "files": {}, "deleted": [], "skipped": [], "log": b"", "events": []}
         code = self.handle.poll()
         delta = scan(self.dir / "ws", self.seen, exclude=frozenset({"agent.json"}))
         log = b""
@@ -130,17 +133,24 @@ class NodeAgent:
         self.log_offset += len(log)
         events, self.events[:] = list(self.events), []
         done = code is not None and len(log) < MAX_LOG_CHUNK
-        if done:
+        out = {"code": code if done else None, "files": delta.files, "deleted": delta.deleted,
+               "skipped": delta.skipped, "log": log, "events": events, "node": self.node}
+        if done:  # everything the agent left is in this answer: the node keeps nothing of it
             self.relay.close()
-        return {"code": code if done else None, "files": delta.files, "deleted": delta.deleted,
-                "skipped": delta.skipped, "log": log, "events": events, "node": self.node}
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.final = out
+        return out
 
     def stop(self) -> dict[str, Any]:
         """Kill the agent's whole process group, then report as :meth:`poll` does (its last state)."""
         self.handle.kill()
         close_launcher(self.launcher)  # the sandbox launcher's block of uids
         out = self.poll()
-        out["code"] = self.handle.poll()
+        if self.final is None:  # a log too long for one answer: the rest is dropped with the folder
+            out["code"] = self.handle.poll()
+            self.relay.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.final = out
         return out
 
     def resync(self) -> dict[str, str]:
@@ -153,6 +163,7 @@ class NodeAgent:
         while True:
             time.sleep(30)
             if self.handle.poll() is not None and time.time() - self.last_contact > ORPHAN_SECONDS:
+                shutil.rmtree(self.dir, ignore_errors=True)
                 os._exit(0)  # the supervisor is gone and the agent ended: free the node's resources
 
 
