@@ -298,8 +298,11 @@ def main() -> None:
     args = ap.parse_args()
 
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    import aar
+
     measured = {
         "commit": git_commit(),
+        "aar_source": str(Path(aar.__file__).parent),  # the code measured (PYTHONPATH may point elsewhere)
         "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "databases": {kind: bench_db(kind, args) for kind in kinds},
     }

@@ -1,9 +1,13 @@
 """Database engines, transactions and schema migrations.
 
 SQLite (the default) runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives a
-kill of the server process. Write transactions start with ``BEGIN IMMEDIATE`` so that a read followed
-by a write (budget check, then insert) is atomic across worker processes. On PostgreSQL the same
-atomicity comes from locking the agent's row (``SELECT ... FOR UPDATE``).
+kill (even ``kill -9``) of the server process, since the commit has written it to the WAL file; the
+WAL is fsynced at checkpoints, not at each commit, so a power loss or an OS crash can lose the last
+committed transactions (the database stays consistent). PostgreSQL keeps its own settings (by default
+``synchronous_commit=on``: a commit is on disk before it returns). SQLite write transactions start
+with ``BEGIN IMMEDIATE`` so that a read followed by a write (budget check, then insert) is atomic
+across worker processes. On PostgreSQL the same atomicity comes from locking the agent's row
+(``SELECT ... FOR UPDATE``).
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def _record_job(
 ) -> Callable[[Tx], SubmissionReceipt]:
     """The write of one submission, run by the group-commit writer inside its shared transaction:
     budget check, insert, Ladder move and audit entry (hand-written SQL on the raw cursor: this is the
-    hot path). Whatever it raises is rolled back to its savepoint and answered to this request alone."""
+    hot path). What it raises answers this request alone; its writes then never commit."""
     scored = assess(arrays, probs)
     acc_pub, acc_priv = scored.public_acc, scored.private_acc
     pgr_pub, pgr_priv = arrays.half_pgr(acc_pub, acc_priv)
