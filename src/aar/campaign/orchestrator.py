@@ -127,8 +127,6 @@ def create(
         check_resources(opts.agent_cpus, opts.experiment_gpus)
         if not opts.server:
             tcp = (host, free_port(host))
-    elif opts.db_url and opts.db_url.startswith("sqlite"):
-        raise ValueError("--db-url sqlite:... is the default already; give a PostgreSQL URL or none")
     if (d / "campaign.json").exists():
         raise FileExistsError(f"{d} already holds a campaign; continue it with --resume {d}")
     d.mkdir(parents=True, exist_ok=True)
