@@ -12,7 +12,10 @@ reports it (the method's own time) and as the whole call (context building inclu
 this process's CPU time, which moves less with the machine's load), and split into phases by timers
 wrapped around the science core's entry points (load: fresh strong models from the checkpoint;
 prepare: centring the prior; train: ``finetune``; predict: ``predict_proba``; zero_shot and
-features: the frozen model's scores and activations; other: the rest of the method).
+features: the frozen model's scores and activations; other: the rest of the method). Each run starts
+without the in-process memo of the strong model's prepared centre (``--warm`` keeps it across runs,
+as a worker serving many runs does); the first run of the process also pays torch's one-time imports
+(its first optimizer), which the median leaves out.
 
 ``--predictions FILE`` keeps every run's test predictions; ``--compare FILE`` (such a file from an
 earlier version of the code) adds, per testbed, method and seed, whether the predictions are
@@ -45,6 +48,7 @@ import aar.w2s.methods.common as common
 import aar.w2s.methods.recipe as recipe
 import aar.w2s.methods.self_train as self_train
 import aar.w2s.models.base as models_base
+import aar.w2s.models.judge as judge
 import aar.w2s.train as train
 from aar.w2s.experiment import accuracy_on, ceiling_probs, run_method, teacher_outputs
 from aar.w2s.methods.registry import builtin_methods
@@ -105,14 +109,22 @@ class PhaseTimer:
 
 
 def time_method(
-    tb: Any, method: Any, seeds: list[int], predictions: dict[str, dict[str, float]] | None = None
+    tb: Any,
+    method: Any,
+    seeds: list[int],
+    predictions: dict[str, dict[str, float]] | None = None,
+    warm: bool = False,
 ) -> dict[str, Any]:
     """Run ``method`` once per seed; medians of the method's time, the whole call and each phase.
 
     ``predictions``, when given, receives each seed's test predictions (keyed by the seed as text).
+    Unless ``warm``, each run starts without the process's memo of prepared centres, as a run in a
+    fresh worker process would (a warm worker that served an earlier run on the testbed has it).
     """
     runs = []
     for seed in seeds:
+        if not warm:
+            judge._CENTERS.clear()
         timer = PhaseTimer()
         with timer.installed():
             t0, c0 = time.perf_counter(), time.process_time()
@@ -177,6 +189,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs per method (seeds 0..N-1); at least 1")
     ap.add_argument("--home", default=None, help="AAR_HOME holding the testbeds (default: the usual cache)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_methods.json"))
+    ap.add_argument("--warm", action="store_true", help="keep in-process memos across runs (a warm worker)")
     ap.add_argument("--predictions", default=None, help="write every run's test predictions here (JSON)")
     ap.add_argument(
         "--compare",
@@ -202,6 +215,7 @@ def main() -> None:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "seeds": seeds,
+        "warm": args.warm,
         "testbeds": {},
     }
     for name in args.testbeds.split(","):
@@ -215,7 +229,8 @@ def main() -> None:
         results = {}
         for m in names:
             preds.setdefault(name, {})[m] = {}
-            results[m] = time_method(on_test if m == "weak" else tb, shipped[m], seeds, preds[name][m])
+            target = on_test if m == "weak" else tb
+            results[m] = time_method(target, shipped[m], seeds, preds[name][m], args.warm)
             if before is not None and m in before.get(name, {}):
                 results[m]["equivalence"] = compare(tb, before[name][m], preds[name][m])
             print(
