@@ -6,13 +6,16 @@ prompts of a batch share their beginning (``u:what color is the ``). In a causal
 of a position depends only on the tokens up to it, so sequences with the same first ``t`` tokens have
 the same hidden states there. :func:`prefix_trie` merges those positions into the nodes of a prefix
 tree, and :func:`trie_logprob` runs the per-position layers (embeddings, layer norms, projections,
-MLPs) once per node instead of once per padded position: on the chat testbed's batches that is 34-44%
-of the positions. Attention still runs per sequence, on the usual right-padded causal layout gathered
-from the nodes, so every position sees exactly the keys it saw before. The last block runs its MLP only
-at the positions whose next-token distribution is scored (the answer and end token).
+MLPs) once per node instead of once per padded position (on the chat testbed's batches the nodes are
+34-44% of the positions). Attention still runs per sequence, on the usual right-padded causal layout
+gathered from the nodes, so every position sees exactly the keys it saw before. The last block runs
+only at the positions whose next-token distribution is scored (the answer and end token).
+:func:`trie_hidden` gives :meth:`GPT.hidden`'s states the same way (the probe's features).
 
-The result is :func:`aar.w2s.models.judge.sequence_logprob` of the same batch, equal in exact arithmetic
-and up to float rounding in practice (tests compare both, and their gradients).
+The values are those of :func:`aar.w2s.models.judge.sequence_logprob` and ``GPT.hidden`` on the same
+batch: the forward pass computes the same per-row operations (bit-identical on the machines tried);
+gradients are equal up to float rounding, since a shared prefix's gradient is summed once instead of
+per row. Tests compare both.
 """
 
 from __future__ import annotations
