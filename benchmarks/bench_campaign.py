@@ -17,17 +17,20 @@ agents x 3 minutes, sandboxed, no report and no audit at the end. Then, per agen
   only the methods' own ``run`` (``seconds`` in each ``s<seed>.json``), not the building of their
   context (teacher outputs, held-out slice) and the check of their predictions.
 
-Reported: the median and the max of ``share_outside`` over the agents, the median seconds per kind,
-and the start-up seconds (the call that starts the campaign to the first agent's first experiment;
-also from the first agent's launch). ``--cold`` runs the experiments with a worker process per run (the
-behaviour before the warm worker) for a before/after comparison. Results go to stdout and
-``benchmarks/results/bench_campaign.json`` (``--out``), with the options, CPU count and load averages.
+Reported: the median and the max of ``share_outside`` over the agents (of every run, with ``--runs``),
+the median seconds per kind, and the start-up seconds (the call that starts the campaign to the first
+agent's first experiment; also from the first agent's launch). ``--cold`` runs the experiments with a
+worker process per run (the behaviour before the warm worker) for a before/after comparison. Results go
+to stdout and ``benchmarks/results/bench_campaign.json`` (``--out``), with the options, the CPU count and
+each run's load averages.
 
 Usage:
-    python benchmarks/bench_campaign.py [--testbed math] [--agents 3] [--minutes 3] [--dir DIR] [--cold]
+    python benchmarks/bench_campaign.py [--testbed math] [--agents 3] [--minutes 3] [--runs 1] [--dir DIR]
+                                        [--cold] [--out FILE]
 
-The machine's load changes the figures (experiments slow down, orchestration less so): say under
-what load a figure was measured, and compare runs made under the same load.
+The machine's load changes the figures (above all the fixed start of each agent: its experiment
+worker's imports, which the first experiment waits for): say under what load a figure was measured,
+and compare runs made under the same load.
 """
 
 from __future__ import annotations
@@ -87,22 +90,8 @@ def agent_figures(workspace: Path, intervals: list[list[float | None]]) -> dict[
     }
 
 
-def main() -> int:
-    """Run the campaign, compute the figures, write the JSON."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--testbed", default="math")
-    ap.add_argument("--agents", type=int, default=3)
-    ap.add_argument("--minutes", type=float, default=3.0)
-    ap.add_argument("--dir", default=None, help="campaign directory (default: a fresh temporary one)")
-    ap.add_argument("--cold", action="store_true", help="a worker process per experiment (no warm worker)")
-    ap.add_argument("--out", default=str(RESULT))
-    args = ap.parse_args()
-    if args.agents < 1 or args.minutes <= 0:
-        ap.error("--agents must be >= 1 and --minutes > 0")
-    directory = Path(args.dir or tempfile.mkdtemp(prefix="bench-campaign-")) / "campaign"
-    if directory.exists():
-        ap.error(f"{directory} exists: give a fresh --dir")
-    load_before = os.getloadavg()
+def one_run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
+    """One campaign in ``directory``; its agents' figures and its start-up seconds."""
     opts = CampaignOptions(
         testbed=args.testbed,
         agents=args.agents,
@@ -110,6 +99,7 @@ def main() -> int:
         dir=str(directory),
         researcher={"warm_experiments": not args.cold},
     )
+    load_before = os.getloadavg()
     t0 = time.time()
 
     def say(msg: str) -> None:
@@ -119,10 +109,46 @@ def main() -> int:
     t_end = time.time()
     state = CampaignState.load(directory)
     agents = {a.name: agent_figures(Path(a.workspace), a.intervals) for a in state.agents}
-    shares = [a["share_outside"] for a in agents.values() if a["share_outside"] is not None]
-    strict = [a["share_outside_method_run"] for a in agents.values() if a["share_outside"] is not None]
     firsts = [a["first_experiment_at"] for a in agents.values() if a["first_experiment_at"] is not None]
     launches = [a["launched_at"] for a in agents.values() if a["launched_at"] is not None]
+    return {
+        "dir": str(directory),
+        "sandbox": state.isolation,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "startup_seconds": round(min(firsts) - t0, 2) if firsts else None,
+        "launch_to_first_experiment_seconds": round(min(firsts) - min(launches), 2) if firsts else None,
+        "campaign_seconds": round(t_end - t0, 1),
+        "agents": agents,
+    }
+
+
+def _stats(xs: list[float]) -> dict[str, float | None]:
+    return {
+        "median": round(statistics.median(xs), 4) if xs else None,
+        "max": round(max(xs), 4) if xs else None,
+    }
+
+
+def main() -> int:
+    """Run the campaign(s), compute the figures, write the JSON."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--testbed", default="math")
+    ap.add_argument("--agents", type=int, default=3)
+    ap.add_argument("--minutes", type=float, default=3.0)
+    ap.add_argument("--runs", type=int, default=1, help="campaigns, one after the other (figures over all)")
+    ap.add_argument("--dir", default=None, help="campaign directory (default: a fresh temporary one)")
+    ap.add_argument("--cold", action="store_true", help="a worker process per experiment (no warm worker)")
+    ap.add_argument("--out", default=str(RESULT))
+    args = ap.parse_args()
+    if args.agents < 1 or args.minutes <= 0 or args.runs < 1:
+        ap.error("--agents and --runs must be >= 1 and --minutes > 0")
+    base = Path(args.dir or tempfile.mkdtemp(prefix="bench-campaign-"))
+    dirs = [base / ("campaign" if args.runs == 1 else f"campaign{i + 1}") for i in range(args.runs)]
+    if any(d.exists() for d in dirs):
+        ap.error(f"{base} already holds a campaign: give a fresh --dir")
+    runs = [one_run(args, d) for d in dirs]
+    agents = [a for r in runs for a in r["agents"].values()]
     kinds = [*KINDS, "sandbox_start", "unaccounted"]
     result = {
         "benchmark": "campaign overhead: share of agent wall time outside experiments and model calls",
@@ -130,35 +156,31 @@ def main() -> int:
             "testbed": args.testbed,
             "agents": args.agents,
             "minutes": args.minutes,
+            "runs": args.runs,
             "warm_experiments": not args.cold,
-            "sandbox": state.isolation,
-            "dir": str(directory),
+            "sandbox": runs[0]["sandbox"],
         },
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
-            "python": sys.version.split()[0],
-        },
-        "share_outside": {
-            "median": round(statistics.median(shares), 4) if shares else None,
-            "max": round(max(shares), 4) if shares else None,
-        },
-        "share_outside_method_run": {
-            "median": round(statistics.median(strict), 4) if strict else None,
-            "max": round(max(strict), 4) if strict else None,
-        },
-        "median_seconds": {
-            k: round(statistics.median(a["seconds"][k] for a in agents.values()), 3) for k in kinds
-        },
-        "median_wall_seconds": round(statistics.median(a["wall_seconds"] for a in agents.values()), 2),
-        "median_overhead_per_experiment": round(
-            statistics.median(a["overhead_per_experiment"] for a in agents.values()), 3
+        "machine": {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]},
+        # over every agent of every run
+        "share_outside": _stats([a["share_outside"] for a in agents if a["share_outside"] is not None]),
+        "share_outside_method_run": _stats(
+            [a["share_outside_method_run"] for a in agents if a["share_outside_method_run"] is not None]
         ),
-        "startup_seconds": round(min(firsts) - t0, 2) if firsts else None,
-        "launch_to_first_experiment_seconds": round(min(firsts) - min(launches), 2) if firsts else None,
-        "campaign_seconds": round(t_end - t0, 1),
-        "agents": agents,
+        "median_seconds": {k: round(statistics.median(a["seconds"][k] for a in agents), 3) for k in kinds},
+        "median_wall_seconds": round(statistics.median(a["wall_seconds"] for a in agents), 2),
+        "median_experiments": statistics.median(a["experiments"] for a in agents),
+        "median_overhead_per_experiment": round(
+            statistics.median(a["overhead_per_experiment"] for a in agents), 3
+        ),
+        "startup_seconds": _stats([r["startup_seconds"] for r in runs if r["startup_seconds"] is not None]),
+        "launch_to_first_experiment_seconds": _stats(
+            [
+                r["launch_to_first_experiment_seconds"]
+                for r in runs
+                if r["launch_to_first_experiment_seconds"] is not None
+            ]
+        ),
+        "runs": runs,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
