@@ -26,6 +26,7 @@ from aar.server.config import Settings, settings_from_env
 from aar.server.db import Database, migrate
 from aar.server.errors import COMMON_ERRORS, ERROR_DESCRIPTIONS, ApiError, ErrorEnvelope
 from aar.server.group_commit import GroupWriter
+from aar.server.hotpath import ScoringApp, endpoint_app, error_json, error_response
 from aar.server.vault import VaultCache, clean_registrations, vault_dir
 
 log = logging.getLogger("aar.server")
@@ -56,22 +57,15 @@ class AppContext:
         self.writer = GroupWriter(self.db)
 
 
-def _error(
-    status: int,
-    code: str,
-    message: str,
-    details: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        request.state.outcome = exc.code
-        return _error(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    async def _answer(request: Request, exc: Exception) -> JSONResponse:
+        answer = error_response(request, exc)
+        if answer is None:  # registered only for the classes error_response answers
+            raise exc
+        return answer
+
+    for cls in (ApiError, IntegrityError, OperationalError):
+        app.add_exception_handler(cls, _answer)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -79,26 +73,13 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"loc": [str(x) for x in e.get("loc", ())], "msg": e.get("msg", "")} for e in exc.errors()[:10]
         ]
         request.state.outcome = "invalid_request"
-        return _error(422, "invalid_request", "the request does not fit the API", {"errors": details})
+        return error_json(422, "invalid_request", "the request does not fit the API", {"errors": details})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         request.state.outcome = code
-        return _error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(IntegrityError)
-    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
-        request.state.outcome = "conflict"
-        return _error(409, "conflict", "the request conflicts with stored data")
-
-    @app.exception_handler(OperationalError)
-    async def _db_busy(request: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database unavailable: %s", exc)
-        request.state.outcome = "database_unavailable"
-        return _error(
-            503, "database_unavailable", "the database is busy; retry", headers={"Retry-After": "1"}
-        )
+        return error_json(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:
@@ -161,7 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.auto_migrate:
         migrate(settings.database_url())
     db = Database(settings.database_url())
-    app = FastAPI(
+    app = ScoringApp(
         title="aar scoring server",
         version=__version__,
         description="Scores weak-to-strong predictions against held-out labels; forum, code store, "
@@ -179,9 +160,10 @@ def create_app(settings: Settings) -> FastAPI:
     from aar.web.routes import mount as mount_dashboard
 
     mount_dashboard(app)  # the read-only web dashboard under /dashboard (same tokens, same rules)
-    app.add_middleware(
-        AuditMiddleware, db=db, max_json=settings.max_json_bytes, max_artifact=settings.max_artifact_bytes
-    )
+    max_json, max_artifact = settings.max_json_bytes, settings.max_artifact_bytes
+    app.add_middleware(AuditMiddleware, db=db, max_json=max_json, max_artifact=max_artifact)
+    # the scoring route's requests skip FastAPI's layers: same endpoint, same audit middleware
+    app.hot = AuditMiddleware(endpoint_app(submissions.submit), db, max_json, max_artifact)
     return app
 
 

@@ -21,6 +21,7 @@ evaluate endpoint reads it, for audits and headline figures.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -40,6 +41,7 @@ from aar.server.artifacts import clean_locked_temps, locked_temp
 from aar.server.db import Database
 from aar.server.errors import ApiError
 from aar.server.models import Testbed
+from aar.textcheck import check_lines
 from aar.w2s.metrics import GapError, accuracy, pgr
 from aar.w2s.vault import VaultBundle
 
@@ -114,6 +116,16 @@ class TestbedArrays:
     weak_final: float | None = None
     ceiling_final: float | None = None
     teacher_on_test: bool = False
+
+    @functools.cached_property
+    def ids_are_lines(self) -> bool:
+        """Whether the test ids pass the text check of a submission's ids (:func:`check_lines`), so
+        that a submission sending exactly these ids needs no check of its own (computed once)."""
+        try:
+            check_lines(self.ids)
+        except ValueError:
+            return False
+        return True
 
     def half_accuracy(self, probs: np.ndarray) -> tuple[float, float]:
         """Accuracy of ``probs`` on the public and on the private half."""
