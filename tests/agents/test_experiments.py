@@ -161,3 +161,18 @@ def test_warm_worker_dies_when_its_starter_is_gone(tmp_path):
         worker.close()
         raise
     assert code == -signal.SIGKILL
+
+
+def test_warm_worker_predictions_equal_a_fresh_process(view, tmp_path):
+    """A warm worker's run gives exactly what a fresh process gives, whatever ran before it in that
+    worker: the audit's reproduction check re-runs an entry in fresh processes and compares."""
+    with ExperimentRunner(view, tmp_path / "warm") as warm:
+        assert warm.run("aux_conf", {}, [1]).ok  # other training first, in the same process
+        assert warm.run("zero_shot", {}, [0]).ok
+        warm_first = warm.run("vanilla", {}, [0])
+        warm_again = warm.run("vanilla", {}, [0])
+    cold = ExperimentRunner(view, tmp_path / "cold", warm=False).run("vanilla", {}, [0])
+    assert warm_first.ok and warm_again.ok and cold.ok, (warm_first.error, warm_again.error, cold.error)
+    assert warm_first.probs[0] == cold.probs[0]
+    assert warm_again.probs[0] == cold.probs[0]
+    assert warm_first.holdout_probs[0] == cold.holdout_probs[0]
