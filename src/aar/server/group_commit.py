@@ -83,12 +83,16 @@ class Tx:
         self.committed_hooks.append(hook)
 
 
+Prepare = Callable[[Tx, list[int]], None]  # a batch's first statements, given its jobs' order keys
+
+
 @dataclass
 class _Job(Generic[R]):
     fn: Callable[[Tx], R]
     order_key: int
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[R]
+    prepare: Prepare | None = None
     hooks: list[Callable[[], None]] = field(default_factory=list)
     result: Any = None
     error: BaseException | None = None
@@ -128,10 +132,14 @@ class GroupWriter:
         """Jobs those transactions held."""
         return sum(lane.jobs for lane in self.lanes)
 
-    async def run(self, fn: Callable[[Tx], R], order_key: int = 0) -> R:
+    async def run(self, fn: Callable[[Tx], R], order_key: int = 0, prepare: Prepare | None = None) -> R:
         """Run ``fn`` in the next group transaction of its lane; returns its result once that is
-        committed (or raises what it raised)."""
-        return await self.lanes[order_key % len(self.lanes)].run(fn, order_key)
+        committed (or raises what it raised).
+
+        ``prepare``, when given, runs once per transaction before its jobs, with the (sorted) order
+        keys of the jobs that named it: one statement can then do for all of them what each would do
+        alone (lock their rows). An error in it fails the batch, whose jobs then run one by one."""
+        return await self.lanes[order_key % len(self.lanes)].run(fn, order_key, prepare)
 
 
 class _Lane:
@@ -146,9 +154,9 @@ class _Lane:
         self.batches = 0
         self.jobs = 0
 
-    async def run(self, fn: Callable[[Tx], R], order_key: int) -> R:
+    async def run(self, fn: Callable[[Tx], R], order_key: int, prepare: Prepare | None) -> R:
         loop = asyncio.get_running_loop()
-        job: _Job[R] = _Job(fn, order_key, loop, loop.create_future())
+        job: _Job[R] = _Job(fn, order_key, loop, loop.create_future(), prepare)
         with self._wake:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="aar-group-commit", daemon=True)
@@ -208,6 +216,18 @@ class _Lane:
                 tx = Tx(db, cursor)
                 if db.is_sqlite:
                     tx.run("BEGIN IMMEDIATE")
+                prepares: dict[Prepare, list[int]] = {}
+                for job in jobs:
+                    if job.prepare is not None:
+                        prepares.setdefault(job.prepare, []).append(job.order_key)
+                try:
+                    for prepare, keys in prepares.items():
+                        prepare(tx, keys)  # keys are sorted: the jobs are
+                except Exception as e:  # as a job's database error: each job alone, or this one answers
+                    self._rollback(raw)
+                    for job in jobs:
+                        job.error = e
+                    return len(jobs) == 1
                 for job in jobs:
                     tx.committed_hooks, tx.wrote = [], False
                     try:

@@ -67,6 +67,7 @@ AGENTS, ARTIFACTS, LADDER, SUBS = (m.__table__ for m in (Agent, Artifact, Ladder
 SQL_AGENT = (
     "SELECT id, name, revoked_at, budget_per_hour, budget_total, n_submissions FROM agents WHERE id = :id"
 )
+AGENT_ROW = "agent"  # Tx.scratch key prefix of the agent rows read (and locked) by lock_agents
 # everything else the checks need, in one round trip: the hour's usage, the artifact, the Ladder row
 # (run after the agent's row is locked, so on PostgreSQL it sees every earlier committed submission)
 SQL_STATE = (
@@ -119,6 +120,18 @@ def pg_write_sql(ladder: str) -> str:
     return PG_WRITE.format(insert=SQL_INSERT.format(flags="CAST(:flags AS JSON)"), ladder=PG_LADDER[ladder])
 
 
+def lock_agents(tx: Tx, agent_ids: list[int]) -> None:
+    """A batch's first statement: the rows of its jobs' agents, in one round trip (locked on
+    PostgreSQL, in id order, so that two processes' batches cannot deadlock), kept in the
+    transaction's scratch for the jobs, which keep them current as they count their submissions."""
+    ids = sorted(set(agent_ids))
+    names = ", ".join(f":a{i}" for i in range(len(ids)))
+    sql = SQL_AGENT.replace("id = :id", f"id IN ({names}) ORDER BY id")
+    rows = tx.run(sql + ("" if tx.db.is_sqlite else " FOR UPDATE"), {f"a{i}": v for i, v in enumerate(ids)})
+    for row in rows.fetchall():
+        tx.scratch[(AGENT_ROW, row[0])] = tuple(row)
+
+
 def _record_job(
     c: Any, scope: Any, who: Principal, sub: SubmissionIn, arrays: TestbedArrays, probs: np.ndarray
 ) -> Callable[[Tx], SubmissionReceipt]:
@@ -140,7 +153,9 @@ def _record_job(
 
     def job(tx: Tx) -> SubmissionReceipt:
         now = time.time()
-        agent = tx.first(sql_agent, {"id": who.agent_id})
+        agent = tx.scratch.get((AGENT_ROW, who.agent_id))
+        if agent is None:  # not read by lock_agents (it found no row): read it here
+            agent = tx.first(sql_agent, {"id": who.agent_id})
         if agent is None or agent[2] is not None:
             raise ApiError(401, "revoked_token", "this token has been revoked")
         agent_id, _, _, per_hour, total, n_submissions = agent
@@ -212,6 +227,7 @@ def _record_job(
             audit = {f"a_{k}": v for k, v in audit_values(scope, 201, "").items()}
             (sid,) = tx.one(pg_write_sql(ladder), {**values, **audit}, write=True)
             state["outcome"] = f"submission {sid}"
+        tx.scratch[(AGENT_ROW, agent_id)] = (*agent[:5], n_submissions + 1)  # the count just written
         if improved and paired:  # the paired Ladder's next comparison can skip the blob
             tx.scratch[("correct", sid)] = correct
             tx.after_commit(lambda: c.vault.best_correct.put(sid, correct))
@@ -273,7 +289,7 @@ async def submit(request: Request) -> Response:
     c = ctx(request)
     sub, arrays, probs = parse_submission(c.vault, await read_body(request))
     job = _record_job(c, request.scope, who, sub, arrays, probs)
-    receipt = await c.writer.run(job, order_key=who.agent_id or 0)
+    receipt = await c.writer.run(job, order_key=who.agent_id or 0, prepare=lock_agents)
     request.state.audited = True  # the audit entry was committed with the submission
     return json_response(receipt, 201)
 
