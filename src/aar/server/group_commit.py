@@ -108,7 +108,9 @@ def _deliver(job: _Job[Any]) -> None:
         job.future.set_result(job.result)
 
 
-PG_LANES = 4  # writer threads per process on PostgreSQL (its row locks let transactions overlap)
+# writer threads per process on PostgreSQL: two overlap one transaction's round trips with another's;
+# more split the batches (bench_server: 0.9-1.0 ms of server CPU per score with one or two, 1.2 with four)
+PG_LANES = 2
 IDLE_RELEASE_S = 1.0  # a lane holds its connection while busy and returns it after this long idle
 
 
