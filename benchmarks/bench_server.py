@@ -9,12 +9,14 @@ for ``--seconds`` after a warm-up; the figures reported are medians over ``--run
 1-minute load average taken before each run (the machine's other load inflates latencies).
 
 The default invocation measures both databases and writes benchmarks/results/bench_server.json
-(keeping the file's ``before`` section, the figures of the code before the last optimisation):
+(keeping the file's ``before`` section, the figures of the code before the first optimisation, and its
+``previous`` section, those of the code before the last one; run them with ``--as-before`` and
+``--as-previous`` and PYTHONPATH on that code's checkout):
 
     python benchmarks/bench_server.py
 
     python benchmarks/bench_server.py --db sqlite --runs 3 --seconds 5   # one database
-    python benchmarks/bench_server.py --as-before                        # measure a baseline checkout
+    PYTHONPATH=/old/src python benchmarks/bench_server.py --as-before    # measure a baseline checkout
 """
 
 from __future__ import annotations
@@ -267,6 +269,20 @@ def bench_db(kind: str, args: argparse.Namespace) -> dict:
     return {"db": "sqlite (WAL)" if kind == "sqlite" else "postgresql", "median": med, "runs": runs}
 
 
+def ratios(after: dict, base: dict) -> dict:
+    """Per database, the after/base ratios of throughput, p99 latency and server CPU per score."""
+    out = {}
+    for kind, fig in after["databases"].items():
+        ref = base["databases"].get(kind)
+        if ref:
+            out[kind] = {
+                k: fig["median"][k] / ref["median"][k]
+                for k in ("scores_per_s", "p99_ms", "server_cpu_ms_per_score")
+                if ref["median"].get(k) and fig["median"].get(k)
+            }
+    return out
+
+
 def git_commit() -> str | None:
     """The checked-out commit (None outside a git checkout)."""
     try:
@@ -294,6 +310,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--ladder", choices=["paired", "fixed"], default="paired", help="Ladder rule")
     ap.add_argument("--as-before", action="store_true", help="Store the figures as the 'before' section")
+    ap.add_argument(
+        "--as-previous",
+        action="store_true",
+        help="Store the figures as the 'previous' section (the code of the optimisation round before)",
+    )
+    ap.add_argument("--commit", help="Commit of the code measured (default: this checkout's HEAD)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_server.json")
     args = ap.parse_args()
 
@@ -301,13 +323,13 @@ def main() -> None:
     import aar
 
     measured = {
-        "commit": git_commit(),
+        "commit": args.commit or git_commit(),
         "aar_source": str(Path(aar.__file__).parent),  # the code measured (PYTHONPATH may point elsewhere)
         "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "databases": {kind: bench_db(kind, args) for kind in kinds},
     }
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    section = "before" if args.as_before else "after"
+    section = "before" if args.as_before else "previous" if args.as_previous else "after"
     result = {
         "benchmark": "bench_server",
         "workers": args.workers,
@@ -319,23 +341,16 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "before": previous.get("before") if isinstance(previous.get("before"), dict) else None,
+        "previous": previous.get("previous") if isinstance(previous.get("previous"), dict) else None,
         "after": previous.get("after") if isinstance(previous.get("after"), dict) else None,
     }
     old = result[section] or {"databases": {}}
     if set(kinds) != {"sqlite", "postgresql"}:  # one database measured: keep the other's figures
         measured["databases"] = {**old.get("databases", {}), **measured["databases"]}
     result[section] = measured
-    if result["before"] and result["after"]:
-        ratios = {}
-        for kind, after in result["after"]["databases"].items():
-            before = result["before"]["databases"].get(kind)
-            if before:
-                ratios[kind] = {
-                    k: after["median"][k] / before["median"][k]
-                    for k in ("scores_per_s", "p99_ms", "server_cpu_ms_per_score")
-                    if before["median"].get(k) and after["median"].get(k)
-                }
-        result["after_over_before"] = ratios
+    for base in ("before", "previous"):
+        if result[base] and result["after"]:
+            result[f"after_over_{base}"] = ratios(result["after"], result[base])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
