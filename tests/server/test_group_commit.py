@@ -53,7 +53,7 @@ def _mark(actor: str, fail: BaseException | None = None, fail_before_write: bool
     return job
 
 
-async def _batch(writer: GroupWriter, jobs: list) -> list:
+async def _batch(writer: GroupWriter, jobs: list, prepare=None) -> list:
     """Run ``jobs`` as one batch: a first job holds the writer thread until all of them are queued."""
     queued, release = threading.Event(), threading.Event()
 
@@ -63,7 +63,9 @@ async def _batch(writer: GroupWriter, jobs: list) -> list:
 
     holder = asyncio.ensure_future(writer.run(hold))
     await asyncio.get_running_loop().run_in_executor(None, queued.wait, 60)
-    tasks = [asyncio.ensure_future(writer.run(job, order_key=k)) for k, job in enumerate(jobs)]
+    tasks = [
+        asyncio.ensure_future(writer.run(job, order_key=k, prepare=prepare)) for k, job in enumerate(jobs)
+    ]
     await asyncio.sleep(0)  # the tasks enqueue their jobs
     release.set()
     await holder
@@ -150,3 +152,49 @@ def test_commit_hooks_run_only_for_committed_jobs(db):
 
     asyncio.run(_batch(writer, [with_hook("a", False), with_hook("b", True), with_hook("c", False)]))
     assert sorted(ran) == ["a", "c"]
+
+
+def test_prepare_runs_once_per_batch_before_its_jobs(db):
+    """A batch's prepare step runs once, first, with the sorted keys of the jobs that named it; what
+    it leaves in the transaction's scratch is what the jobs see."""
+    writer = GroupWriter(db, lanes=1)
+    tag = uuid.uuid4().hex[:8]
+    calls: list[list[int]] = []
+
+    def prepare(tx: Tx, keys: list[int]) -> None:
+        calls.append(list(keys))
+        tx.scratch["prepared"] = len(keys)
+
+    def job(actor: str):
+        def run(tx: Tx) -> int:
+            tx.run(SQL_MARK, {"actor": actor}, write=True)
+            return int(tx.scratch["prepared"])
+
+        return run
+
+    actors = [f"g-{tag}-{i}" for i in range(4)]
+    results = asyncio.run(_batch(writer, [job(a) for a in actors], prepare=prepare))
+    assert results == [4, 4, 4, 4]
+    assert calls == [[0, 1, 2, 3]]
+    assert all(_count(db, a) == 1 for a in actors)
+
+
+def test_failed_prepare_runs_each_job_alone(db):
+    """A prepare step that fails for the batch rolls it back; each job then runs in its own
+    transaction with its own prepare, and commits exactly once."""
+    writer = GroupWriter(db, lanes=1)
+    tag = uuid.uuid4().hex[:8]
+    calls: list[list[int]] = []
+
+    def prepare(tx: Tx, keys: list[int]) -> None:
+        calls.append(list(keys))
+        tx.run(SQL_MARK, {"actor": f"g-{tag}-prepare"}, write=True)
+        if len(keys) > 1:
+            raise RuntimeError("cannot prepare a batch")
+
+    actors = [f"g-{tag}-{i}" for i in range(3)]
+    results = asyncio.run(_batch(writer, [_mark(a) for a in actors], prepare=prepare))
+    assert results == actors
+    assert calls == [[0, 1, 2], [0], [1], [2]]
+    assert all(_count(db, a) == 1 for a in actors)
+    assert _count(db, f"g-{tag}-prepare") == 3  # the failed batch's write was rolled back
