@@ -80,11 +80,11 @@ def pg_url() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _options(d: Path, cluster: Any, pg_url: str, submissions: int = 1) -> CampaignOptions:
+def _options(d: Path, cluster: Any, pg_url: str, submissions: int = 1, cpus: float = 1.0) -> CampaignOptions:
     # Each agent stops itself after its allowed submissions: the campaign ends on events; the
     # wall-clock budget is a safety net far above what a loaded machine needs.
     opts = small_options(d, agents=4, minutes=12.0, submissions=submissions, experiment_timeout_s=300.0)
-    return CampaignOptions(**opts, ray=cluster.address, db_url=pg_url, agent_cpus=1.0)
+    return CampaignOptions(**opts, ray=cluster.address, db_url=pg_url, agent_cpus=cpus)
 
 
 def _submissions(state: CampaignState) -> list[dict[str, Any]]:
@@ -132,9 +132,14 @@ def _check_finished(state: CampaignState) -> None:
 @pytest.mark.postgres
 def test_campaign_spreads_over_two_nodes(cluster, pg_url, tmp_path):
     d = tmp_path / "camp"
-    state = run_campaign(_options(d, cluster, pg_url), say=_quiet, audit=False)
+    # 2 CPUs per agent: the head holds two agents, the worker one, and the fourth waits for room
+    state = run_campaign(_options(d, cluster, pg_url, cpus=2.0), say=_quiet, audit=False)
     _check_finished(state)
     assert len({a.nodes[0]["node_id"] for a in state.agents}) == 2  # both nodes ran agents
+    # the agent that waited for a node is charged from its start, not from its launch: its run
+    # began only once another agent had ended and freed the room
+    last = max(state.agents, key=lambda a: a.intervals[0][0])
+    assert last.intervals[0][0] >= min(a.intervals[-1][1] for a in state.agents if a is not last)
     subs = _stored_submissions(state)
     assert len(subs) == 4 and all(s["private_pgr"] is not None for s in subs)
     assert sorted(s["agent"] for s in subs) == sorted(a.name for a in state.agents)

@@ -374,8 +374,11 @@ class Campaign:
                 h = self.handles.get(a.name)
                 if h is None:
                     continue
-                a.intervals[-1][1] = now
                 code = h.poll()
+                if code is None and getattr(h, "waiting", False):
+                    a.intervals[-1] = [now, now]  # queued for a node with room: not the agent's time yet
+                    continue
+                a.intervals[-1][1] = now
                 node = getattr(h, "node", None)
                 if node and a.nodes and a.nodes[-1] != node:
                     a.nodes[-1] = node  # where the cluster placed it (known once it started)

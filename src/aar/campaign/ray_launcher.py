@@ -123,6 +123,12 @@ class RayHandle:
         self.pending: Any = actor.poll.remote()
         self.next_at = 0.0
 
+    @property
+    def waiting(self) -> bool:
+        """True while the agent has not started: its actor waits for a node with room (the campaign
+        does not count that time against the agent's wall clock)."""
+        return self.node is None and self.code is None
+
     def poll(self) -> int | None:
         """The agent's exit status, or None while it runs; applies what the node sent meanwhile."""
         ray = self.launcher.ray

@@ -92,7 +92,10 @@ class NodeAgent:
         ws = self.dir / "ws"
         view_dir = _cached_view(node_root() / "views" / launch.view_digest, launch.view_name, view[0])
         write_tree(ws, launch.workspace)
-        cfg = AgentConfig(**{**launch.config, "view": str(view_dir), "workspace": str(ws)})
+        # the deadline counts from the start here, on this node's clock: time spent waiting for a
+        # node with room (Ray queues the actor) is not the agent's
+        cfg = AgentConfig(**{**launch.config, "view": str(view_dir), "workspace": str(ws),
+                             "deadline": time.time() + launch.wall_seconds})
         cfg.save(ws / "agent.json")
         for name in launch.workspace:  # the supervisor has these already: only changes go back
             st = os.lstat(ws / name)
