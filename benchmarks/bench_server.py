@@ -17,6 +17,11 @@ The default invocation measures both databases and writes benchmarks/results/ben
 
     python benchmarks/bench_server.py --db sqlite --runs 3 --seconds 5   # one database
     PYTHONPATH=/old/src python benchmarks/bench_server.py --as-before    # measure a baseline checkout
+
+Budgets are unlimited, so with the same 16 agents throughout, each agent's hour of submissions (which
+every submission counts, for the budget check and the receipt) grows by a few hundred per run, to about
+25 times the default hourly budget of 60 by the fifth run, and throughput declines from run to run.
+``--fresh-agents`` gives every run new agents, so that runs are independent replicates.
 """
 
 from __future__ import annotations
@@ -208,18 +213,20 @@ def start_server(args: argparse.Namespace, db_url: str | None) -> tuple[subproce
                 time.sleep(0.1)
 
 
-def prepare(port: int, args: argparse.Namespace) -> list[list[bytes]]:
-    """Register the testbed, one agent and artifact per client; each client's request bodies."""
+def prepare(port: int, args: argparse.Namespace, run: int = 0) -> list[list[bytes]]:
+    """Register the testbed (``run`` 0), then one new agent and artifact per client; each client's
+    request bodies."""
     from aar.client import Client
 
     with Client(f"http://127.0.0.1:{port}", ADMIN) as admin:
         bundle = make_bundle(args.n_test)
-        admin.register_testbed(bundle)
+        if run == 0:
+            admin.register_testbed(bundle)
         ids = sorted(bundle["labels"])
-        rng = np.random.default_rng(1)
+        rng = np.random.default_rng(1 + run)
         per_client = []
         for k in range(args.clients):
-            token = admin.create_agent(f"bench-{k}").token
+            token = admin.create_agent(f"bench-{run}-{k}").token
             with Client(f"http://127.0.0.1:{port}", token) as c:
                 sha = c.upload_artifact(f"method {k}".encode()).sha256
             reqs = []
@@ -244,7 +251,9 @@ def bench_db(kind: str, args: argparse.Namespace) -> dict:
         try:
             per_client = prepare(port, args)
             runs = []
-            for _ in range(args.runs):
+            for i in range(args.runs):
+                if args.fresh_agents and i:
+                    per_client = prepare(port, args, run=i)
                 load = os.getloadavg()[0]
                 cpu0 = tree_cpu_seconds(proc.pid)
                 r = asyncio.run(drive(port, per_client, args.seconds, args.warmup))
@@ -305,6 +314,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--n-test", type=int, default=2000)
+    ap.add_argument(
+        "--fresh-agents",
+        action="store_true",
+        help="new agents for every run (runs are independent replicates; by default the same agents "
+        "carry on, so each agent's hour of submissions grows from run to run)",
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--warmup", type=float, default=1.0)
@@ -334,6 +349,7 @@ def main() -> None:
         "benchmark": "bench_server",
         "workers": args.workers,
         "clients": args.clients,
+        "fresh_agents_per_run": args.fresh_agents,
         "n_test": args.n_test,
         "ladder": args.ladder,
         "runs_per_db": args.runs,
