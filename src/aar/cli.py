@@ -265,8 +265,9 @@ def campaign(
         "address such as 10.0.0.1:6379); needs --db-url postgresql://... (pip install 'aar[ray]')."
     ),
     agent_cpus: float = typer.Option(1.0, help="With --ray: CPUs each agent requests on its node."),
-    experiment_gpus: float = typer.Option(
-        0.0, help="With --ray: GPUs each agent requests for its experiments (Hugging Face testbeds)."
+    experiment_gpus: float | None = typer.Option(
+        None, help="With --ray: GPUs each agent requests for its experiments (default: 1 for a Hugging "
+        "Face testbed when the cluster has GPUs, else 0)."
     ),
     db_url: str | None = typer.Option(
         None, help="The campaign server's database, e.g. postgresql://USER@HOST/DB (default: SQLite)."

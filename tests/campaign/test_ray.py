@@ -267,10 +267,14 @@ def test_refusals(tmp_path):
 def test_unsatisfiable_request_is_refused(cluster):
     import ray
 
-    from aar.campaign.ray_launcher import RayError, check_resources, connect
+    from aar.campaign.ray_launcher import RayError, check_resources, cluster_gpus, connect, default_gpus
 
     connect(cluster.address)
     try:
+        assert cluster_gpus() == 0.0  # neither node declares a GPU
+        assert default_gpus("hf-imported", cluster_gpus()) == 0.0
+        assert default_gpus("hf-imported", 8.0) == 1.0  # a Hugging Face testbed on a GPU cluster
+        assert default_gpus("math-tiny", 8.0) == 0.0  # built-in testbeds train on CPUs
         with pytest.raises(RayError, match="no node of the cluster can hold an agent with 1 CPUs and 1 GPUs"):
             check_resources(1.0, 1.0)  # no node declares a GPU
         with pytest.raises(RayError, match="64 CPUs"):

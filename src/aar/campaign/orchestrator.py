@@ -87,7 +87,9 @@ class CampaignOptions:
     db_url: str | None = None  # the local server's database (default: SQLite in the campaign folder)
     ray: str | None = None  # a Ray cluster's address ("auto": the local one): agents run on its nodes
     agent_cpus: float = 1.0  # Ray: CPUs each agent's actor requests
-    experiment_gpus: float = 0.0  # Ray: GPUs each agent's actor requests (its experiments run on them)
+    # Ray: GPUs each agent's actor requests (its experiments run on them); None: one for a Hugging Face
+    # testbed on a cluster with GPUs, else none
+    experiment_gpus: float | None = None
 
     def budgets(self) -> Budgets:
         """The budgets these options imply."""
@@ -120,10 +122,19 @@ def create(
     d = Path(opts.dir or default_dir()).absolute()
     tcp: tuple[str, int] | None = None
     if opts.ray:  # checked before anything is written; the server listens where the nodes reach it
-        from aar.campaign.ray_launcher import check_options, check_resources, connect
+        from aar.campaign.ray_launcher import (
+            check_options,
+            check_resources,
+            cluster_gpus,
+            connect,
+            default_gpus,
+        )
 
         check_options(opts)
         host = connect(opts.ray)
+        if opts.experiment_gpus is None:
+            opts.experiment_gpus = default_gpus(opts.testbed, cluster_gpus())
+            say(f"each agent requests {opts.experiment_gpus:g} GPU(s) for its experiments")
         check_resources(opts.agent_cpus, opts.experiment_gpus)
         if not opts.server:
             tcp = (host, free_port(host))

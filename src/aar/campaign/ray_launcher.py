@@ -49,11 +49,25 @@ def import_ray() -> ModuleType:
     return ray
 
 
+def default_gpus(testbed: str, cluster_gpus: float) -> float:
+    """GPUs per agent when ``--experiment-gpus`` is not given: one for a Hugging Face (imported)
+    testbed when the cluster has a GPU, so its experiments do not fall back to CPUs unnoticed; none
+    for the built-in testbeds, whose tiny models train on CPUs."""
+    from aar.w2s.testbeds.registry import TESTBEDS
+
+    return 1.0 if testbed not in TESTBEDS and cluster_gpus >= 1 else 0.0
+
+
+def cluster_gpus() -> float:
+    """The GPUs the connected cluster declares, over all its nodes."""
+    return float(import_ray().cluster_resources().get("GPU", 0.0))
+
+
 def check_options(opts: CampaignOptions) -> None:
     """Refuse option sets a Ray campaign cannot run with (clear messages, before anything starts)."""
     if opts.backend != "offline":
         raise RayError("--ray runs offline researchers (--backend offline); LLM backends run on one machine")
-    if opts.agent_cpus <= 0 or opts.experiment_gpus < 0:
+    if opts.agent_cpus <= 0 or (opts.experiment_gpus or 0.0) < 0:
         raise RayError("--agent-cpus must be positive and --experiment-gpus at least 0")
     if opts.server:
         if not opts.server.startswith(("http://", "https://")):
