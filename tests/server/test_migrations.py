@@ -70,20 +70,7 @@ def test_sqlite_schema(tmp_path):
 
 @pytest.mark.postgres
 def test_postgres_schema():
-    import uuid
+    from .conftest import throwaway_pg_database
 
-    import psycopg
-
-    from .conftest import PG_ADMIN_URL, _pg_reachable
-
-    reason = _pg_reachable()
-    if reason:
-        pytest.skip(reason)
-    name = f"aar_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        _check(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_pg_database() as url:
+        _check(url)

@@ -139,10 +139,14 @@ class NodeAgent:
         out = {"code": code if done else None, "files": delta.files, "deleted": delta.deleted,
                "skipped": delta.skipped, "log": log, "events": events, "node": self.node}
         if done:  # everything the agent left is in this answer: the node keeps nothing of it
-            self.relay.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.final = out
+            self._finish(out)
         return out
+
+    def _finish(self, out: dict[str, Any]) -> None:
+        """Keep ``out`` as the agent's last answer and drop everything of it on this node."""
+        self.relay.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.final = out
 
     def stop(self) -> dict[str, Any]:
         """Kill the agent's whole process group, then report as :meth:`poll` does (its last state)."""
@@ -151,9 +155,7 @@ class NodeAgent:
         out = self.poll()
         if self.final is None:  # a log too long for one answer: the rest is dropped with the folder
             out["code"] = self.handle.poll()
-            self.relay.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.final = out
+            self._finish(out)
         return out
 
     def resync(self) -> dict[str, str]:

@@ -36,9 +36,9 @@ def error_json(
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    """The API's error envelope as a response."""
-    body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    """The API's error envelope (:meth:`ApiError.body`) as a response."""
+    err = ApiError(status, code, message, details, headers)
+    return JSONResponse(err.body(), status_code=status, headers=err.headers or None)
 
 
 def error_response(request: Request, exc: Exception) -> JSONResponse | None:
